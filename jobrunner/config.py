@@ -1,0 +1,314 @@
+"""One frozen :class:`Config`, built from flags, environment, a TOML file and defaults.
+
+Precedence: command-line flags > ``JOBRUNNER_*`` environment variables >
+the TOML file (``--config`` or ``JOBRUNNER_CONFIG``) > defaults. Every
+setting is declared once, in :class:`Config`, with its help text; the CLI
+flags, the environment names and the TOML keys are derived from it:
+setting ``allow_host`` is flag ``--allow-host``, variable
+``JOBRUNNER_ALLOW_HOST`` (lists comma-separated) and TOML key ``allow_host``.
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from jobrunner.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Config", "Setting", "load_config", "settings"]
+
+ENV_PREFIX = "JOBRUNNER_"
+_MIB = 1024 * 1024
+
+# Which commands take a setting as a flag.
+WORK = "work"
+SUBMIT = "submit"
+SERVE = "serve"
+QUEUE = "queue"  # stats, peek, buried, kick, delete, status
+
+
+def _opt(default: Any, help: str, *, commands: tuple[str, ...] = (WORK,), secret: bool = False,
+         metavar: str | None = None) -> Any:
+    return attrs.field(
+        default=default,
+        metadata={"help": help, "commands": commands, "secret": secret, "metavar": metavar},
+    )
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """The effective settings of one jobrunner process.
+
+    ``sources`` records where each setting came from (``default``, ``file``,
+    ``env`` or ``flag``), for ``jobrunner config``.
+    """
+
+    # queue
+    beanstalk: tuple[str, ...] = _opt(
+        ("127.0.0.1:11300",), "beanstalkd server HOST:PORT (repeatable)",
+        commands=(WORK, SUBMIT, QUEUE), metavar="HOST:PORT")
+    tube: tuple[str, ...] = _opt(
+        ("default",), "tube to watch (work) or use (submit); repeatable for work",
+        commands=(WORK, SUBMIT, QUEUE), metavar="NAME")
+    # worker
+    concurrency: int = _opt(attrs.Factory(_cpus), "jobs run at once (child processes)")
+    publisher: tuple[str, ...] = _opt(("file",), "publisher backend, in order (repeatable)",
+                                      metavar="NAME")
+    results_dir: Path | None = _opt(None, "directory the file publisher writes results to",
+                                    commands=(WORK, SERVE), metavar="DIR")
+    base_url: str | None = _opt(None, "URL under which results_dir is served", metavar="URL")
+    allow_host: tuple[str, ...] = _opt(
+        (), "input host allowed (exact, *.suffix or CIDR); loopback/private only when listed",
+        metavar="HOST")
+    allow_file_inputs: Path | None = _opt(None, "allow file: input URLs below DIR",
+                                          metavar="DIR")
+    max_redirects: int = _opt(5, "redirects followed when fetching inputs")
+    max_input_bytes: int = _opt(64 * _MIB, "largest input body accepted, in bytes")
+    connect_timeout: float = _opt(5.0, "seconds to connect to an input server")
+    read_timeout: float = _opt(30.0, "seconds to wait for input data between reads")
+    fetch_timeout: float = _opt(120.0, "total seconds one input fetch may take")
+    max_timeout: float = _opt(86400.0, "longest a job may run, in seconds (caps job 'timeout')")
+    max_attempts: int = _opt(3, "attempts for retryable failures when the job does not say")
+    retry_base: float = _opt(10.0, "first retry delay in seconds (doubles each attempt)")
+    retry_max: float = _opt(3600.0, "longest retry delay in seconds")
+    grace: float = _opt(30.0, "seconds running jobs may finish after SIGTERM")
+    max_jobs_per_child: int = _opt(1000, "recycle a child process after this many jobs")
+    max_memory_per_child: int = _opt(1024, "recycle a child process above this RSS, in MiB")
+    max_result_bytes: int = _opt(16 * _MIB, "largest result document published, in bytes")
+    progress_interval: float = _opt(1.0, "least seconds between two progress documents")
+    fsync: bool = _opt(True, "fsync result files before renaming them into place")
+    worker_name: str = _opt(attrs.Factory(socket.gethostname),
+                            "name of this worker node in result documents")
+    put_origin: tuple[str, ...] = _opt((), "origin the http publisher may PUT to (repeatable)",
+                                       metavar="ORIGIN")
+    http_token: str | None = _opt(None, "bearer token the http publisher sends", secret=True)
+    rsync_peer: tuple[str, ...] = _opt((), "rsync destination results are pushed to",
+                                       metavar="DEST")
+    rsync_required: bool = _opt(False, "fail the publication when an rsync peer fails")
+    rsync_timeout: float = _opt(30.0, "seconds one rsync push may take")
+    metrics_port: int | None = _opt(None, "serve Prometheus metrics and /health on this port",
+                                    metavar="PORT")
+    # serve
+    host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
+    port: int = _opt(8080, "port the results server listens on", commands=(SERVE,))
+    cors_origin: tuple[str, ...] = _opt((), "origin allowed to read results (CORS); * for any",
+                                        commands=(SERVE,), metavar="ORIGIN")
+    put_token: str | None = _opt(None, "accept PUT of result documents with this bearer token",
+                                 commands=(SERVE,), secret=True)
+    max_put_bytes: int = _opt(16 * _MIB, "largest result document accepted by PUT",
+                              commands=(SERVE,))
+    # all commands
+    log_level: str = _opt("info", "debug, info, warning or error",
+                          commands=(WORK, SUBMIT, SERVE, QUEUE))
+    sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def masked(self) -> dict[str, Any]:
+        """Return the settings as plain values, with secrets masked."""
+        out: dict[str, Any] = {}
+        for setting in settings():
+            value = getattr(self, setting.name)
+            if setting.secret and value:
+                value = "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[setting.name] = value
+        return out
+
+
+@attrs.frozen
+class Setting:
+    """One setting: its name, type and help, and where it can be given."""
+
+    name: str
+    kind: Any
+    help: str
+    commands: tuple[str, ...]
+    secret: bool
+    metavar: str | None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. ``--allow-host``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``JOBRUNNER_ALLOW_HOST``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def is_list(self) -> bool:
+        """True for repeatable settings (tuples)."""
+        return str(self.kind).startswith("tuple")
+
+
+def settings() -> list[Setting]:
+    """Every setting of :class:`Config`, in declaration order."""
+    out = []
+    for field in attrs.fields(Config):
+        if field.name == "sources":
+            continue
+        meta = field.metadata
+        out.append(Setting(field.name, field.type, meta["help"], meta["commands"],
+                           meta["secret"], meta["metavar"]))
+    return out
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(setting: Setting, value: Any, where: str) -> Any:
+    """Convert a raw value (string from env, TOML value, flag value) to the setting's type."""
+    kind = str(setting.kind)
+    if value is None:
+        return None
+    try:
+        if setting.is_list:
+            if isinstance(value, str):
+                items = [item.strip() for item in value.split(",") if item.strip()]
+            elif isinstance(value, (list, tuple)):
+                items = [str(item) for item in value]
+            else:
+                raise ValueError("expected a list of strings")
+            return tuple(items)
+        if kind.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if kind.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if kind.startswith("Path"):
+            return Path(str(value)).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: invalid value {value!r} for {setting.name}: {exc}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error or unknown key.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    if isinstance(data.get("jobrunner"), dict):
+        data = {**{k: v for k, v in data.items() if k != "jobrunner"}, **data["jobrunner"]}
+    known = {s.name for s in settings()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            "'jobrunner config' lists the settings"
+        )
+    return data
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    Args:
+        flags: settings given on the command line (``None`` values are "not given").
+        env: the environment to read ``JOBRUNNER_*`` variables from (``os.environ``
+            when ``None``).
+        config_file: a TOML file; ``JOBRUNNER_CONFIG`` is used when not given.
+
+    Raises:
+        ConfigError: any invalid value, naming the setting and where it came from.
+    """
+    flags = dict(flags or {})
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    file_values = read_toml(Path(config_file)) if config_file else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in settings():
+        if flags.get(setting.name) is not None:
+            raw, where, source = flags[setting.name], f"flag {setting.flag}", "flag"
+        elif setting.env in env:
+            raw, where, source = env[setting.env], f"environment {setting.env}", "env"
+        elif setting.name in file_values:
+            raw, where, source = file_values[setting.name], f"config file {config_file}", "file"
+        else:
+            sources[setting.name] = "default"
+            continue
+        values[setting.name] = _convert(setting, raw, where)
+        sources[setting.name] = source
+    config = Config(**values, sources=sources)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check values that are wrong whatever their source.
+
+    Raises:
+        ConfigError: naming the setting and what to do.
+    """
+    problems = []
+    for name in ("concurrency", "max_jobs_per_child", "max_memory_per_child", "max_attempts",
+                 "max_input_bytes", "max_result_bytes", "max_put_bytes"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("connect_timeout", "read_timeout", "fetch_timeout", "max_timeout",
+                 "retry_base", "retry_max", "rsync_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.grace < 0:
+        problems.append(f"grace must not be negative, got {config.grace}")
+    if config.max_redirects < 0:
+        problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
+    for address in config.beanstalk:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            problems.append(f"beanstalk: expected HOST:PORT, got {address!r}")
+    if not config.beanstalk:
+        problems.append("beanstalk: at least one server is needed")
+    if not config.tube:
+        problems.append("tube: at least one tube is needed")
+    if config.base_url is not None and not config.base_url.startswith(("http://", "https://")):
+        problems.append(f"base_url must be an http(s) URL, got {config.base_url!r}")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        problems.append(f"log_level must be debug, info, warning or error, got "
+                        f"{config.log_level!r}")
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))

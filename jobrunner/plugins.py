@@ -1,0 +1,228 @@
+"""The plugin registry: every stevedore call of jobrunner lives here.
+
+Job types are entry points in group ``jobrunner.job_types`` (the name is the
+job's ``type``); publishers are entry points in group ``jobrunner.publishers``.
+A plugin that fails to import is recorded with its error rather than
+skipped: ``jobrunner plugins`` shows it, its jobs fail with
+``plugin_unavailable``, and every other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import attrs
+import structlog
+from stevedore import ExtensionManager, NamedExtensionManager
+
+from jobrunner.errors import ConfigError, PluginUnavailable, UnknownType
+
+__all__ = [
+    "JOB_TYPES",
+    "PUBLISHERS",
+    "JobTypeRegistry",
+    "LoadedJobType",
+    "PluginInfo",
+    "list_plugins",
+    "load_publisher_class",
+]
+
+JOB_TYPES = "jobrunner.job_types"
+PUBLISHERS = "jobrunner.publishers"
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """One entry point of a plugin group, loaded or not."""
+
+    name: str
+    group: str
+    target: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str | None = None
+    summary: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the plugin loaded."""
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class LoadedJobType:
+    """A job type ready to run: the callable, its ``Params`` class and its origin."""
+
+    name: str
+    run: Callable[[Any], Any]
+    params_cls: type | None
+    distribution: str | None
+    version: str | None
+
+
+def _distribution(entry_point: Any) -> tuple[str | None, str | None]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is not None:
+        return dist.metadata["Name"], dist.version
+    module = entry_point.value.split(":")[0].split(".")[0]
+    names = metadata.packages_distributions().get(module, [])
+    if names:
+        return names[0], metadata.version(names[0])
+    return None, None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _summary(obj: Any) -> str | None:
+    doc = inspect.getdoc(obj)
+    return doc.strip().splitlines()[0] if doc else None
+
+
+def list_plugins(group: str) -> list[PluginInfo]:
+    """Load every plugin of ``group`` and describe each, failures included."""
+    failures: dict[str, tuple[Any, BaseException]] = {}
+
+    def on_failure(_manager: Any, entry_point: Any, error: BaseException) -> None:
+        failures[entry_point.name] = (entry_point, error)
+
+    manager = ExtensionManager(group, on_load_failure_callback=on_failure)
+    infos = []
+    for ext in manager:
+        dist, version = _distribution(ext.entry_point)
+        infos.append(
+            PluginInfo(
+                name=ext.name,
+                group=group,
+                target=ext.entry_point.value,
+                distribution=dist,
+                version=version,
+                summary=_summary(ext.plugin),
+            )
+        )
+    for name, (entry_point, error) in failures.items():
+        dist, version = _distribution(entry_point)
+        infos.append(
+            PluginInfo(
+                name=name,
+                group=group,
+                target=entry_point.value,
+                distribution=dist,
+                version=version,
+                error=_describe(error),
+            )
+        )
+    return sorted(infos, key=lambda info: info.name)
+
+
+def _load_named(group: str, name: str) -> tuple[Any, Any]:
+    """Load one entry point; return ``(plugin object, entry point)``.
+
+    Raises:
+        LookupError: no entry point of that name is installed.
+        PluginUnavailable: it is installed but failed to load.
+    """
+    failures: list[tuple[Any, BaseException]] = []
+
+    def on_failure(_manager: Any, entry_point: Any, error: BaseException) -> None:
+        failures.append((entry_point, error))
+
+    manager = NamedExtensionManager(
+        group, names=[name], on_load_failure_callback=on_failure, name_order=True
+    )
+    if failures:
+        entry_point, error = failures[0]
+        raise PluginUnavailable(
+            f"plugin {name!r} ({entry_point.value}) failed to load: {_describe(error)}; "
+            "check that its distribution and dependencies are installed on this worker "
+            "('jobrunner plugins' shows the error)"
+        )
+    if name not in manager.names():
+        raise LookupError(name)
+    ext = manager[name]
+    return ext.plugin, ext.entry_point
+
+
+class JobTypeRegistry:
+    """Resolves job types by name, loading each once (per process) and caching it.
+
+    A class is instantiated once, here; a function is used as it is.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, LoadedJobType] = {}
+
+    def get(self, name: str) -> LoadedJobType:
+        """Return the job type called ``name``.
+
+        Raises:
+            UnknownType: nothing is installed under that name.
+            PluginUnavailable: it is installed but failed to load or instantiate.
+        """
+        loaded = self._loaded.get(name)
+        if loaded is None:
+            loaded = self._load(name)
+            self._loaded[name] = loaded
+        return loaded
+
+    def _load(self, name: str) -> LoadedJobType:
+        try:
+            obj, entry_point = _load_named(JOB_TYPES, name)
+        except LookupError:
+            known = ", ".join(sorted(metadata_names(JOB_TYPES))) or "none"
+            raise UnknownType(
+                f"no job type {name!r} is installed on this worker (installed: {known}); "
+                "pip install the plugin that provides it, or fix the job's 'type'"
+            ) from None
+        params_cls = getattr(obj, "Params", None)
+        if params_cls is not None and not attrs.has(params_cls):
+            raise PluginUnavailable(
+                f"job type {name!r}: its Params must be an attrs class, got {params_cls!r}"
+            )
+        if inspect.isclass(obj):
+            try:
+                run = obj()
+            except Exception as exc:
+                raise PluginUnavailable(
+                    f"job type {name!r}: creating {obj.__name__}() failed: {_describe(exc)}"
+                ) from exc
+        elif callable(obj):
+            run = obj
+        else:
+            raise PluginUnavailable(
+                f"job type {name!r} ({entry_point.value}) is neither a class nor a function"
+            )
+        dist, version = _distribution(entry_point)
+        log.debug("job_type_loaded", job_type=name, distribution=dist, version=version)
+        return LoadedJobType(
+            name=name, run=run, params_cls=params_cls, distribution=dist, version=version
+        )
+
+
+def metadata_names(group: str) -> list[str]:
+    """Names of the entry points in ``group``, without importing any of them."""
+    return sorted({ep.name for ep in metadata.entry_points(group=group)})
+
+
+def load_publisher_class(name: str) -> Any:
+    """Return the publisher class registered as ``name``.
+
+    Raises:
+        ConfigError: no such publisher, or it failed to load.
+    """
+    try:
+        obj, _ = _load_named(PUBLISHERS, name)
+    except LookupError:
+        known = ", ".join(metadata_names(PUBLISHERS)) or "none"
+        raise ConfigError(
+            f"unknown publisher {name!r} (installed: {known}); check --publisher"
+        ) from None
+    except PluginUnavailable as exc:
+        raise ConfigError(str(exc)) from exc
+    return obj
