@@ -1,0 +1,469 @@
+"""The input URL policy: which URLs a worker may fetch, and which addresses it may reach.
+
+Threat model: job documents come from a queue and are untrusted. An input
+URL (or a redirect from an input server) could point the worker at
+something only the worker can reach — its own loopback services, the
+private network, a cloud metadata endpoint (``169.254.169.254``) — and the
+job's result document would then publish what came back (server-side
+request forgery). The policy therefore:
+
+* allows the ``http`` and ``https`` schemes only; ``file:`` URLs only when
+  ``allow_file_inputs`` names a directory and the real path (symlinks
+  resolved) lies below it, and never as a redirect target;
+* with an allow-list (``--allow-host``: exact host, ``*.suffix`` or an IP
+  address / CIDR network) allows only matching hosts; without one, any host
+  whose addresses are all public;
+* refuses loopback, private, link-local (metadata), multicast, reserved,
+  unspecified and carrier-grade NAT addresses unless the allow-list names
+  the host exactly or lists the address's network. IPv6 wrappers of IPv4
+  (IPv4-mapped, NAT64, 6to4, Teredo) are unwrapped and the embedded IPv4
+  address is checked too; numeric IPv4 spellings (``2130706433``,
+  ``0x7f.1``, ``127.1``, ``0177.0.0.1``) are normalised as ``inet_aton``
+  does, so they are recognised as the addresses they are;
+* checks every address a host name resolves to. :mod:`jobrunner.fetch`
+  connects only to an address that passed the check (no DNS-rebinding
+  window) and applies the policy to every redirect hop.
+
+A ``*.suffix`` entry admits the names below the suffix but only at public
+addresses: wildcard zones often hold names that others control, and
+pointing one at ``127.0.0.1`` takes a single DNS record. List the network
+as well (``--allow-host 10.0.0.0/8``) to reach private hosts by wildcard.
+
+Every refusal is an :class:`~jobrunner.errors.InputRefused` whose message
+names the URL, the host or address, the rule, and what to do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import attrs
+
+from jobrunner.errors import InputRefused
+
+__all__ = [
+    "IPAddress",
+    "Resolver",
+    "Target",
+    "UrlPolicy",
+    "address_problem",
+    "parse_ip",
+    "system_resolver",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Resolves ``(host, port)`` to the IP addresses (as strings) a connection may use.
+Resolver = Callable[[str, int], list[str]]
+
+_SCHEMES = ("http", "https")
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_HINT = "add --allow-host {what} to the worker's settings if this input is trusted"
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with ``getaddrinfo``, returning distinct addresses in order.
+
+    Raises:
+        OSError: (``socket.gaierror``) when the name does not resolve.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    out: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in out:
+            out.append(address)
+    return out
+
+
+def _inet_aton(text: str) -> ipaddress.IPv4Address | None:
+    """Parse the legacy numeric IPv4 forms ``inet_aton`` accepts, or return None.
+
+    One to four parts separated by dots, each decimal, octal (leading ``0``)
+    or hexadecimal (``0x``); the last part fills the remaining bytes.
+    """
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            if part[:2].lower() == "0x":
+                number = int(part[2:], 16) if part[2:] else 0
+            elif len(part) > 1 and part.startswith("0"):
+                number = int(part[1:], 8)
+            else:
+                number = int(part, 10)
+        except ValueError:
+            return None
+        if not part or number < 0 or not part.replace("x", "").replace("X", "").isalnum():
+            return None
+        numbers.append(number)
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value * 256 + n
+    value = value * 256 ** (4 - len(head)) + last
+    return ipaddress.IPv4Address(value)
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    """Return the IP address a URL host spells, or None for a host name.
+
+    Accepts IPv6 with or without brackets (a zone id is dropped) and every
+    numeric IPv4 form ``inet_aton`` accepts (``127.1``, ``0x7f.1``,
+    ``2130706433``, ``0177.0.0.1``).
+    """
+    text = host.strip("[]").split("%", 1)[0]
+    if ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+    if not text or not (text[0].isdigit()):
+        return None
+    return _inet_aton(text)
+
+
+def _embedded_ipv4(address: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    out: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.ipv4_mapped is not None:
+        out.append(("IPv4-mapped", address.ipv4_mapped))
+    if address in _NAT64 or address in _NAT64_LOCAL:
+        out.append(("NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)))
+    if address.sixtofour is not None:
+        out.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        out += [("Teredo server", server), ("Teredo client", client)]
+    return out
+
+
+def _plain_problem(address: IPAddress) -> str | None:
+    """Why one (unwrapped) address is not public, or None when it is."""
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address in _METADATA:
+        return "the cloud metadata address (link-local)"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
+        return "a carrier-grade NAT address (100.64.0.0/10)"
+    if address.is_private:
+        return "a private address"
+    if address.is_reserved:
+        return "a reserved address"
+    if not address.is_global:
+        return "not a public address"
+    return None
+
+
+def address_problem(address: IPAddress) -> str | None:
+    """Say why ``address`` is not a public address, or return None when it is.
+
+    IPv4-mapped, NAT64, 6to4 and Teredo IPv6 addresses are unwrapped: the
+    IPv4 address they carry must be public too.
+    """
+    for kind, inner in _embedded_ipv4(address):
+        problem = _plain_problem(inner)
+        if problem is not None:
+            return f"{kind} address embedding {inner}, {problem}"
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return None  # the mapped IPv4 address is what is reached, and it is public
+    return _plain_problem(address)
+
+
+def _normalise_name(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+@attrs.frozen
+class Target:
+    """An input URL that passed the static checks (scheme, form, host allow-list).
+
+    ``ip`` is set when the host is an IP address (in any spelling);
+    ``named`` says the allow-list names this host exactly, which also admits
+    its non-public addresses; ``wildcard`` that a ``*.suffix`` entry admits it.
+    """
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    ip: IPAddress | None
+    named: bool
+    wildcard: bool
+
+
+class UrlPolicy:
+    """Decides which input URLs may be fetched and which addresses may be reached.
+
+    Args:
+        allow_host: the allow-list: exact host names, ``*.suffix`` patterns,
+            IP addresses and CIDR networks. Empty: every public host.
+        allow_file_inputs: a directory below which ``file:`` URLs may read,
+            or None to refuse ``file:`` URLs.
+        resolver: resolves ``(host, port)`` to addresses;
+            :func:`system_resolver` when None.
+
+    Raises:
+        ValueError: an allow-list entry that is neither a host name, a
+            ``*.suffix`` pattern, an address nor a network.
+    """
+
+    def __init__(
+        self,
+        allow_host: Iterable[str] = (),
+        *,
+        allow_file_inputs: Path | str | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self._names: set[str] = set()
+        self._suffixes: list[str] = []
+        self._networks: list[IPNetwork] = []
+        for raw in allow_host:
+            entry = _normalise_name(raw)
+            if not entry:
+                continue
+            if entry.startswith("*."):
+                if len(entry) < 3 or "*" in entry[2:]:
+                    raise ValueError(f"allow_host: invalid pattern {raw!r}")
+                self._suffixes.append(entry[1:])  # ".example.com"
+            elif "/" in entry:
+                try:
+                    self._networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"allow_host: invalid network {raw!r}: {exc}") from None
+            elif (ip := parse_ip(entry)) is not None:
+                self._networks.append(ipaddress.ip_network(ip))
+            elif "*" in entry or "/" in entry or " " in entry:
+                raise ValueError(f"allow_host: invalid host {raw!r}")
+            else:
+                self._names.add(entry)
+        self._file_root = (
+            Path(os.path.realpath(allow_file_inputs)) if allow_file_inputs is not None else None
+        )
+        self._resolver: Resolver = resolver or system_resolver
+
+    @property
+    def has_allow_list(self) -> bool:
+        """True when ``--allow-host`` restricts the hosts."""
+        return bool(self._names or self._suffixes or self._networks)
+
+    # -- static checks (no name resolution) --------------------------------
+
+    def check_url(self, url: str, *, redirect: bool = False) -> Target:
+        """Check a URL's form, scheme and host without resolving names.
+
+        The URL is parsed with :func:`urllib.parse.urlsplit`; the fetcher
+        parses with httpx and calls :meth:`check_target` with httpx's view of
+        the URL, so that the host checked is the host connected to.
+
+        Args:
+            url: the URL to check.
+            redirect: True for a redirect target (``file:`` is never allowed).
+
+        Returns:
+            The parsed :class:`Target`.
+
+        Raises:
+            InputRefused: naming the URL, the rule and what to do.
+        """
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InputRefused(f"input URL {url!r} refused: not a valid URL ({exc})") from None
+        return self.check_target(
+            url,
+            scheme=parts.scheme,
+            host=parts.hostname or "",
+            port=port,
+            credentials=parts.username is not None or parts.password is not None,
+            redirect=redirect,
+        )
+
+    def check_target(
+        self,
+        url: str,
+        *,
+        scheme: str,
+        host: str,
+        port: int | None,
+        credentials: bool = False,
+        redirect: bool = False,
+    ) -> Target:
+        """Check an already parsed URL: scheme, credentials, host allow-list, IP hosts.
+
+        Args:
+            url: the URL, for messages.
+            scheme, host, port: as the HTTP client parsed them (port None: default).
+            credentials: the URL carries ``user:password@``.
+            redirect: True for a redirect target (``file:`` is never allowed).
+
+        Returns:
+            The :class:`Target`; its host names still need :meth:`resolve`.
+
+        Raises:
+            InputRefused: naming the URL, the rule and what to do.
+        """
+        scheme = scheme.lower()
+        if scheme == "file" and not redirect:
+            raise InputRefused(
+                f"input URL {url} refused: file: URLs are read from disk, not over HTTP; "
+                "they are allowed below --allow-file-inputs DIR only"
+            )
+        if scheme not in _SCHEMES:
+            where = "a redirect to " if redirect else ""
+            raise InputRefused(
+                f"input URL {where}{url} refused: scheme {scheme or '(none)'!r} is not allowed; "
+                "input URLs must use http or https"
+            )
+        if credentials:
+            raise InputRefused(
+                "input URL refused: it carries credentials (user:password@host); "
+                "job documents are not a place for secrets: use a URL without credentials"
+            )
+        host = _normalise_name(host)
+        if not host:
+            raise InputRefused(f"input URL {url} refused: it names no host")
+        ip = parse_ip(host)
+        named = ip is None and host in self._names
+        wildcard = ip is None and any(host.endswith(s) for s in self._suffixes)
+        target = Target(
+            url=url,
+            scheme=scheme,
+            host=host,
+            port=port if port is not None else (443 if scheme == "https" else 80),
+            ip=ip,
+            named=named,
+            wildcard=wildcard,
+        )
+        if ip is not None:
+            self.check_address(target, ip)
+        elif self.has_allow_list and not (named or wildcard or self._networks):
+            raise InputRefused(
+                f"input URL {url} refused: host {host!r} is not on the allow-list "
+                f"({self._describe_list()}); " + _HINT.format(what=host)
+            )
+        return target
+
+    # -- address checks ------------------------------------------------------
+
+    def _listed(self, address: IPAddress) -> bool:
+        candidates = [address] + [inner for _kind, inner in _embedded_ipv4(address)]
+        return any(
+            c in net for c in candidates for net in self._networks if c.version == net.version
+        )
+
+    def check_address(self, target: Target, address: IPAddress) -> None:
+        """Check one address ``target.host`` resolved to (or spells).
+
+        Raises:
+            InputRefused: naming the URL, host, address and rule.
+        """
+        if self._listed(address) or target.named:
+            return
+        problem = address_problem(address)
+        if problem is None and (target.wildcard or not self.has_allow_list):
+            return
+        if target.ip is None:
+            shown = f"{target.host!r} resolves to {address}"
+        else:
+            shown = target.host if target.host == str(address) else f"{target.host} ({address})"
+        if problem is None:
+            rule = f"which is not on the allow-list ({self._describe_list()})"
+        else:
+            rule = f"which is {problem}; only public addresses are fetched unless allowed"
+        what = target.host if target.ip is None and not target.wildcard else str(address)
+        hint = _HINT.format(what=what)
+        if target.ip is None:
+            hint += f" (or the address {address}, or its network as CIDR)"
+        raise InputRefused(f"input URL {target.url} refused: host {shown}, {rule}; {hint}")
+
+    def resolve(self, target: Target) -> list[IPAddress]:
+        """Resolve the target's host and check every address it resolves to.
+
+        Returns:
+            The checked addresses, in resolver order (the host's own address
+            for an IP host, without consulting the resolver).
+
+        Raises:
+            InputRefused: when any address is refused.
+            OSError: when the name does not resolve.
+        """
+        if target.ip is not None:
+            return [target.ip]
+        addresses = []
+        for text in self._resolver(target.host, target.port):
+            address = parse_ip(text)
+            if address is None:
+                raise OSError(f"resolver returned {text!r}, not an IP address")
+            self.check_address(target, address)
+            addresses.append(address)
+        if not addresses:
+            raise OSError(f"{target.host} resolves to no address")
+        return addresses
+
+    # -- file: URLs -----------------------------------------------------------
+
+    def file_path(self, url: str) -> Path:
+        """Map a ``file:`` URL to a real path below ``allow_file_inputs``.
+
+        Returns:
+            The resolved path (symlinks followed) — open exactly this path.
+
+        Raises:
+            InputRefused: file inputs disabled, a remote host, or a path
+                (after resolving symlinks) outside the allowed directory.
+        """
+        if self._file_root is None:
+            raise InputRefused(
+                f"input URL {url} refused: file: URLs are disabled; set --allow-file-inputs DIR "
+                "to read inputs below DIR, or serve the file over http(s)"
+            )
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme.lower() != "file":
+            raise InputRefused(f"input URL {url} refused: not a file: URL")
+        if parts.netloc not in ("", "localhost"):
+            raise InputRefused(
+                f"input URL {url} refused: file: URLs must name a local path (file:///path)"
+            )
+        path = urllib.parse.unquote(parts.path)
+        if "\x00" in path or not path.startswith("/"):
+            raise InputRefused(f"input URL {url} refused: not an absolute file path")
+        real = Path(os.path.realpath(path))
+        root = self._file_root
+        if real != root and root not in real.parents:
+            raise InputRefused(
+                f"input URL {url} refused: {real} lies outside the allowed directory {root} "
+                "(symlinks are resolved); put the input below that directory or change "
+                "--allow-file-inputs"
+            )
+        return real
+
+    def _describe_list(self) -> str:
+        entries: Sequence[str] = [
+            *sorted(self._names),
+            *("*" + s for s in self._suffixes),
+            *(str(n) for n in self._networks),
+        ]
+        return "--allow-host " + ", ".join(entries)
