@@ -258,7 +258,7 @@ def encode_job(job: Job) -> bytes:
 def result_to_dict(doc: ResultDocument) -> dict[str, Any]:
     """Return the result document as a JSON-ready dict without unset members."""
     raw: dict[str, Any] = converter.unstructure(doc)
-    out = {k: v for k, v in raw.items() if v is not None or k == "data" and doc.status == "done"}
+    out = {k: v for k, v in raw.items() if v is not None or (k == "data" and doc.status == "done")}
     if "provenance" in out:
         prov = {k: v for k, v in out["provenance"].items() if v is not None}
         prov["inputs"] = [{k: v for k, v in i.items() if v is not None} for i in prov["inputs"]]
@@ -294,7 +294,7 @@ def validate_result(doc: Any) -> list[str]:
     if "status" in doc and doc["status"] not in STATUSES:
         problems.append(f"status: must be one of {', '.join(STATUSES)}, got {doc['status']!r}")
     for name in ("timestamp", "started", "finished"):
-        if doc.get(name) is not None or name == "timestamp" and name in doc:
+        if doc.get(name) is not None or (name == "timestamp" and name in doc):
             try:
                 parse_time(doc[name])
             except ValueError as exc:

@@ -118,12 +118,12 @@ class Config:
                           commands=(WORK, SUBMIT, SERVE, QUEUE))
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
-    def masked(self) -> dict[str, Any]:
-        """Return the settings as plain values, with secrets masked."""
+    def as_dict(self, *, mask: bool = True) -> dict[str, Any]:
+        """Return the settings as plain JSON values, secrets masked unless ``mask=False``."""
         out: dict[str, Any] = {}
         for setting in settings():
             value = getattr(self, setting.name)
-            if setting.secret and value:
+            if mask and setting.secret and value:
                 value = "********"
             elif isinstance(value, Path):
                 value = str(value)

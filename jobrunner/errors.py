@@ -24,6 +24,7 @@ translated into these at the module that talks to the library.
         ├── InputTooLarge                   input_too_large    body over the size limit
         ├── InputInvalid (ValueError)       input_invalid      body cannot be decoded or used
         ├── PluginError                     plugin_error       the job type raised
+        ├── RetryRequested                  retry_requested    the job type raised Retry (retryable)
         ├── JobTimeout (TimeoutError)       timeout            the job ran past its time-out
         ├── WorkerCrash                     worker_crash       the child process died mid-job
         ├── RetriesExhausted                retries_exhausted  retryable failures past max_attempts
@@ -60,6 +61,7 @@ __all__ = [
     "ResultTooLarge",
     "RetriesExhausted",
     "Retry",
+    "RetryRequested",
     "UnknownType",
     "WorkerCrash",
     "failure_for_code",
@@ -186,6 +188,13 @@ class PluginError(JobFailure):
     code = "plugin_error"
 
 
+class RetryRequested(JobFailure):
+    """Raised (by the runner) when the job type raised :class:`Retry`."""
+
+    code = "retry_requested"
+    retryable = True
+
+
 class JobTimeout(JobFailure, TimeoutError):
     """Raised when a job runs longer than its time-out and is stopped."""
 
@@ -250,6 +259,7 @@ _FAILURES: dict[str, type[JobFailure]] = {
         InputTooLarge,
         InputInvalid,
         PluginError,
+        RetryRequested,
         JobTimeout,
         WorkerCrash,
         RetriesExhausted,

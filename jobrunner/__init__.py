@@ -1,0 +1,47 @@
+"""jobrunner: a pluggable job runner on beanstalkd.
+
+Web servers submit self-contained JSON jobs with :class:`Client`; workers
+(``jobrunner work``) run each job's type — a plugin found through the entry
+point group ``jobrunner.job_types`` — in a reused child process and publish
+a JSON result document at the job's result URL.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from jobrunner.context import Context
+from jobrunner.errors import (
+    InputInvalid,
+    InvalidJob,
+    InvalidParams,
+    JobFailure,
+    JobRunnerError,
+    Retry,
+)
+from jobrunner.job import Job, ResultDocument
+from jobrunner.jobtype import JobType
+
+__all__ = [
+    "Client",
+    "Context",
+    "InputInvalid",
+    "InvalidJob",
+    "InvalidParams",
+    "Job",
+    "JobFailure",
+    "JobRunnerError",
+    "JobType",
+    "ResultDocument",
+    "Retry",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The client pulls in the queue adapter; load it only when asked for.
+    if name == "Client":
+        from jobrunner.client import Client
+
+        return Client
+    raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")

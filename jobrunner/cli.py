@@ -1,0 +1,246 @@
+"""The ``jobrunner`` command: ``main(argv) -> exit code``.
+
+Commands (names and flags are a contract, see DESIGN.md): ``work``,
+``submit``, ``serve``, ``plugins``, ``stats``, ``peek``, ``buried``,
+``kick``, ``delete``, ``config``. Every setting flag is generated from
+:class:`jobrunner.config.Config` and has a ``JOBRUNNER_*`` environment twin.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jobrunner import __version__
+from jobrunner.config import QUEUE, SERVE, SUBMIT, WORK, Config, load_config, settings
+from jobrunner.errors import ConfigError, InvalidJob, JobRunnerError
+from jobrunner.logging import configure_logging
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    group = parser.add_argument_group("settings (flag > JOBRUNNER_* environment > --config file)")
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file "
+                       "(or JOBRUNNER_CONFIG)")
+    for setting in settings():
+        if command not in setting.commands:
+            continue
+        help_text = f"{setting.help} [{setting.env}]"
+        if setting.is_list:
+            group.add_argument(setting.flag, dest=setting.name, action="append",
+                               metavar=setting.metavar or "VALUE", help=help_text)
+        elif str(setting.kind).startswith("bool"):
+            group.add_argument(setting.flag, dest=setting.name,
+                               action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        else:
+            group.add_argument(setting.flag, dest=setting.name,
+                               metavar=setting.metavar or setting.name.upper(), help=help_text)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    flags = {s.name: getattr(args, s.name, None) for s in settings()}
+    return load_config(flags=flags, config_file=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="jobrunner",
+        description="A pluggable job runner on beanstalkd.",
+    )
+    parser.add_argument("--version", action="version", version=f"jobrunner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    work = sub.add_parser("work", help="run jobs from the queue")
+    _add_settings(work, WORK)
+    work.set_defaults(handler=cmd_work)
+
+    submit = sub.add_parser("submit", help="submit a job")
+    submit.add_argument("--type", required=True, help="job type, e.g. echo")
+    submit.add_argument("--input", required=True, action="append", metavar="URL",
+                        help="input URL; NAME=URL (repeatable) for several named inputs")
+    submit.add_argument("--result", required=True, metavar="URL", help="result URL")
+    submit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter; VALUE is read as JSON when it parses, else text")
+    submit.add_argument("--params", metavar="JSON", help="all parameters as a JSON object")
+    submit.add_argument("--priority", type=int, help="beanstalkd priority, 0 most urgent")
+    submit.add_argument("--delay", type=int, default=0, help="seconds before it may run")
+    submit.add_argument("--ttr", type=int, help="beanstalkd time-to-run in seconds")
+    submit.add_argument("--timeout", type=float, help="seconds the job may compute")
+    submit.add_argument("--max-attempts", type=int, help="attempts for retryable failures")
+    submit.add_argument("--meta", metavar="JSON", help="JSON object copied into the result")
+    submit.add_argument("--id", help="job id (a UUID4 by default)")
+    _add_settings(submit, SUBMIT)
+    submit.set_defaults(handler=cmd_submit)
+
+    serve = sub.add_parser("serve", help="serve result documents over HTTP")
+    _add_settings(serve, SERVE)
+    serve.set_defaults(handler=cmd_serve)
+
+    plugins = sub.add_parser("plugins", help="list installed job types and publishers")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    config = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("--json", action="store_true", help="print JSON")
+    for command in (WORK, SERVE):
+        for setting in settings():
+            if command in setting.commands and setting.flag not in config._option_string_actions:
+                config.add_argument(setting.flag, dest=setting.name,
+                                    action="append" if setting.is_list else "store",
+                                    help=argparse.SUPPRESS)
+    config.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    config.set_defaults(handler=cmd_config)
+
+    from jobrunner import admin
+
+    admin.add_commands(sub, lambda p: _add_settings(p, QUEUE))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jobrunner`` command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"jobrunner {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JobRunnerError as exc:
+        print(f"jobrunner {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
+    config = _config(args)
+    configure_logging(config.log_level)
+    from jobrunner.worker import Worker
+
+    return Worker(config).run()
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _json_object(text: str | None, flag: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: must be a JSON object")
+    return value
+
+
+def submit_arguments(args: argparse.Namespace) -> tuple[str | dict[str, str], dict[str, Any]]:
+    """The input and params of ``jobrunner submit`` from its flags."""
+    params = _json_object(args.params, "--params")
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param: expected KEY=VALUE, got {item!r}")
+        params[key] = _parse_value(value)
+    inputs: str | dict[str, str]
+    if len(args.input) == 1 and "://" in args.input[0].split("=", 1)[0]:
+        inputs = args.input[0]
+    else:
+        inputs = {}
+        for item in args.input:
+            name, sep, url = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--input: with several inputs use NAME=URL, got {item!r}")
+            inputs[name] = url
+    return inputs, params
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """``jobrunner submit``: validate and put one job; print its id."""
+    config = _config(args)
+    configure_logging(config.log_level)
+    from jobrunner.client import Client
+
+    inputs, params = submit_arguments(args)
+    with Client(list(config.beanstalk), tube=config.tube[0]) as client:
+        try:
+            job_id = client.submit(
+                args.type, inputs, args.result, params, priority=args.priority,
+                delay=args.delay, ttr=args.ttr, timeout=args.timeout,
+                max_attempts=args.max_attempts, meta=_json_object(args.meta, "--meta") or None,
+                id=args.id)
+        except InvalidJob as exc:
+            print(f"jobrunner submit: refused: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    print(job_id)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``jobrunner serve``: serve the results directory over HTTP."""
+    config = _config(args)
+    if config.results_dir is None:
+        raise ConfigError("serve needs --results-dir (or JOBRUNNER_RESULTS_DIR)")
+    configure_logging(config.log_level)
+    from jobrunner.serve import run_server
+
+    return run_server(config)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``jobrunner plugins``: installed job types and publishers, load errors included."""
+    from jobrunner.plugins import JOB_TYPES, PUBLISHERS, list_plugins
+
+    groups = {"job types": list_plugins(JOB_TYPES), "publishers": list_plugins(PUBLISHERS)}
+    if args.json:
+        print(json.dumps({name: [
+            {"name": p.name, "target": p.target, "distribution": p.distribution,
+             "version": p.version, "error": p.error, "summary": p.summary} for p in infos]
+            for name, infos in groups.items()}, indent=2))
+    else:
+        for title, infos in groups.items():
+            print(f"{title} ({len(infos)}):")
+            for info in infos:
+                origin = f"{info.distribution} {info.version}" if info.distribution else ""
+                if info.ok:
+                    print(f"  {info.name:<16} {origin:<32} {info.summary or ''}".rstrip())
+                else:
+                    print(f"  {info.name:<16} {origin:<32} FAILED TO LOAD: {info.error}")
+    return EXIT_FAILED if any(not p.ok for infos in groups.values() for p in infos) else EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """``jobrunner config``: the effective settings, where each came from, secrets masked."""
+    config = _config(args)
+    values = config.as_dict(mask=True)
+    if args.json:
+        print(json.dumps({name: {"value": value, "source": config.sources.get(name)}
+                          for name, value in values.items()}, indent=2))
+        return EXIT_OK
+    width = max(len(name) for name in values)
+    for name, value in values.items():
+        shown = ",".join(str(v) for v in value) if isinstance(value, list) else value
+        print(f"{name:<{width}}  {shown!s:<40}  ({config.sources.get(name, 'default')})")
+    return EXIT_OK

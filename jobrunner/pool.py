@@ -1,0 +1,202 @@
+"""Child processes that run jobs: start, reuse, recycle, kill.
+
+Each worker slot owns one :class:`ChildProcess`. Jobs run there, never in
+the worker process, so a crash, a segfault, a runaway loop or a memory
+blow-up of a plugin costs that job only. A child is reused across jobs (a
+fresh interpreter per job would cost ~30 ms, a fork ~2.5 ms) and recycled
+after ``max_jobs_per_child`` jobs or when its memory exceeds
+``max_memory_per_child`` MiB.
+
+Children are started with ``python -m jobrunner.child`` in their own
+session (a Ctrl-C on the terminal goes to the worker alone, which decides
+when children stop) and talk over two private pipes with length-framed
+JSON messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+
+from jobrunner.config import Config
+
+__all__ = ["ChildDied", "ChildProcess"]
+
+log = structlog.get_logger(__name__)
+
+#: Seconds a child may take to start (import plugins' dependencies, etc.).
+START_TIMEOUT = 60.0
+#: Seconds between SIGTERM and SIGKILL when a child must stop.
+KILL_GRACE = 2.0
+
+
+class ChildDied(Exception):
+    """Raised when the child process exited or was killed while it had work."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+def describe_exit(returncode: int | None) -> str:
+    """Say how a process ended: ``exit code 3`` or ``signal SIGSEGV (11)``."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        hint = " (killed: out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"signal {name} ({-returncode}){hint}"
+    return f"exit code {returncode}"
+
+
+class ChildProcess:
+    """One child process running jobs for one slot.
+
+    Args:
+        config: the worker's settings, sent to the child at start.
+        slot: the slot number, for logs.
+    """
+
+    def __init__(self, config: Config, slot: int) -> None:
+        self.config = config
+        self.slot = slot
+        self.jobs_done = 0
+        self.rss = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._inbox: Connection | None = None  # child → worker
+        self._outbox: Connection | None = None  # worker → child
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, when started."""
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """True while the child process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        """Start the child and wait until it has loaded its settings.
+
+        Raises:
+            ChildDied: it exited or did not become ready within START_TIMEOUT.
+        """
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jobrunner.child",
+                 str(to_child_r), str(from_child_w), str(os.getpid())],
+                pass_fds=(to_child_r, from_child_w),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self._outbox = Connection(to_child_w, readable=False)
+        self._inbox = Connection(from_child_r, writable=False)
+        self.jobs_done = 0
+        settings = self.config.as_dict(mask=False)
+        self._outbox.send_bytes(json.dumps(settings).encode())
+        reply = self.wait(START_TIMEOUT)
+        if reply is None:
+            self.kill()
+            raise ChildDied(f"child did not start within {START_TIMEOUT:.0f} s")
+        log.debug("child_started", slot=self.slot, pid=self.pid)
+
+    def send(self, request: dict[str, Any]) -> None:
+        """Hand a job to the child.
+
+        Raises:
+            ChildDied: the pipe is closed (the child is gone).
+        """
+        assert self._outbox is not None
+        try:
+            self._outbox.send_bytes(json.dumps(request, separators=(",", ":")).encode())
+        except OSError as exc:
+            raise ChildDied(self._death(f"pipe closed: {exc}")) from None
+
+    def wait(self, timeout: float) -> dict[str, Any] | None:
+        """Wait up to ``timeout`` seconds for the child's answer; ``None`` if none yet.
+
+        Raises:
+            ChildDied: the child exited or was killed.
+        """
+        assert self._inbox is not None
+        try:
+            if not self._inbox.poll(max(0.0, timeout)):
+                return None
+            message = self._inbox.recv_bytes()
+        except (EOFError, OSError):
+            raise ChildDied(self._death("pipe closed")) from None
+        reply: dict[str, Any] = json.loads(message)
+        if "rss" in reply:
+            self.rss = int(reply.pop("rss"))
+        return reply
+
+    def _death(self, fallback: str) -> str:
+        if self.proc is None:
+            return fallback
+        try:
+            returncode = self.proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return fallback
+        return f"child process {self.proc.pid} died: {describe_exit(returncode)}"
+
+    def needs_recycling(self) -> str | None:
+        """Why the child should be replaced before its next job, or ``None``."""
+        if self.jobs_done >= self.config.max_jobs_per_child:
+            return f"ran {self.jobs_done} jobs (--max-jobs-per-child)"
+        limit = self.config.max_memory_per_child * 1024 * 1024
+        if self.rss > limit:
+            return (f"uses {self.rss // (1024 * 1024)} MiB "
+                    f"(--max-memory-per-child {self.config.max_memory_per_child})")
+        return None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the child to exit after its current job; kill it if it does not."""
+        if self.proc is None:
+            return
+        if self.alive and self._outbox is not None:
+            try:
+                self._outbox.send_bytes(b"")
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self, grace: float = KILL_GRACE) -> None:
+        """Stop the child now: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            deadline = time.monotonic() + grace
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for conn in (self._inbox, self._outbox):
+            if conn is not None:
+                conn.close()
+        self._inbox = self._outbox = None
+        self.proc = None

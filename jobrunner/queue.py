@@ -1,0 +1,265 @@
+"""The queue adapter: the only module that imports greenstalk.
+
+:class:`Connection` is one connection to one beanstalkd server. It connects
+lazily, takes job bodies as raw bytes (``encoding=None``: a body that is not
+UTF-8 must reach our own validation, not fail inside the client after the
+reserve), and translates greenstalk and socket errors into
+:class:`~jobrunner.errors.QueueError` at this boundary. After an error the
+connection is dropped and the next call reconnects, no sooner than the
+back-off allows; state changes (down, up again) are logged once each, not
+once per attempt.
+
+Reservations belong to the connection that made them: touch, delete,
+release and bury must go through the same :class:`Connection`.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+import greenstalk
+import structlog
+
+from jobrunner.errors import JobNotFound, QueueError
+
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "DEFAULT_TTR",
+    "Connection",
+    "Reserved",
+    "parse_address",
+]
+
+DEFAULT_PRIORITY = 2**31
+DEFAULT_TTR = 60
+#: Socket time-out; longer than any reserve-with-timeout we send.
+SOCKET_TIMEOUT = 30.0
+_BACKOFF_FIRST = 0.2
+_BACKOFF_MAX = 15.0
+
+log = structlog.get_logger(__name__)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) into host and port."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@attrs.frozen
+class Reserved:
+    """A job reserved through one connection."""
+
+    id: int
+    body: bytes
+    server: str
+
+
+class Connection:
+    """One lazily (re)connected beanstalkd connection.
+
+    Args:
+        address: ``HOST:PORT`` of the server.
+        watch: tubes to reserve from (``reserve`` is refused when empty).
+        use: the tube ``put`` puts into.
+    """
+
+    def __init__(self, address: str, *, watch: Sequence[str] = (), use: str = "default") -> None:
+        self.address = address
+        self.watch = tuple(watch)
+        self.use = use
+        self._client: greenstalk.Client[bytes] | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._down = False
+        self.reconnects = 0
+
+    # -- connection state ------------------------------------------------
+
+    @property
+    def down(self) -> bool:
+        """True after a failure, until a call succeeds again."""
+        return self._down
+
+    def _connect(self) -> greenstalk.Client[bytes]:
+        if self._client is not None:
+            return self._client
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise QueueError(f"beanstalkd {self.address} is down; next try in "
+                             f"{self._retry_at - now:.1f} s")
+        try:
+            sock = socket.create_connection(parse_address(self.address), timeout=SOCKET_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client: greenstalk.Client[bytes] = greenstalk.Client(
+                sock, encoding=None, use=self.use, watch=self.watch or "default"
+            )
+        except (OSError, greenstalk.Error) as exc:
+            self._failed(exc)
+            raise QueueError(f"cannot connect to beanstalkd {self.address}: {exc}") from exc
+        if self._down:
+            self.reconnects += 1
+            log.info("queue_reconnected", server=self.address, failures=self._failures)
+        self._client, self._failures, self._down = client, 0, False
+        return client
+
+    def _failed(self, exc: BaseException) -> None:
+        self.close()
+        self._failures += 1
+        delay = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (self._failures - 1))
+        self._retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        if not self._down:
+            self._down = True
+            log.warning("queue_disconnected", server=self.address,
+                        error=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Close the socket; the next call reconnects. Reservations are released."""
+        if self._client is not None:
+            try:
+                self._client.close()
+            except OSError:
+                pass
+            self._client = None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        client = self._connect()
+        try:
+            return getattr(client, method)(*args)
+        except greenstalk.NotFoundError:
+            raise JobNotFound(
+                f"beanstalkd {self.address}: job not found for {method} (deleted, or the "
+                "reservation was lost)"
+            ) from None
+        except greenstalk.TimedOutError:
+            raise
+        except greenstalk.BeanstalkdError as exc:
+            raise QueueError(f"beanstalkd {self.address} refused {method}: "
+                             f"{type(exc).__name__}") from exc
+        except (OSError, greenstalk.UnknownResponseError, ValueError, IndexError) as exc:
+            # EOF shows up as an unknown (empty) response line from greenstalk.
+            self._failed(exc)
+            raise QueueError(f"connection to beanstalkd {self.address} lost during {method}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    # -- worker side -----------------------------------------------------
+
+    def reserve(self, timeout: int) -> Reserved | None:
+        """Reserve a job from the watched tubes, waiting up to ``timeout`` seconds.
+
+        Returns ``None`` when no job came in time.
+
+        Raises:
+            QueueError: the server is down or the connection broke.
+        """
+        try:
+            job = self._call("reserve", timeout)
+        except greenstalk.TimedOutError:
+            return None
+        except greenstalk.DeadlineSoonError:  # pragma: no cover - one job per connection
+            return None
+        return Reserved(id=job.id, body=job.body, server=self.address)
+
+    def stats_job(self, job_id: int) -> dict[str, Any]:
+        """Return beanstalkd's ``stats-job`` of a job (tube, pri, ttr, reserves, ...)."""
+        stats: dict[str, Any] = self._call("stats_job", job_id)
+        return stats
+
+    def touch(self, job_id: int) -> None:
+        """Renew the reservation of a job reserved on this connection."""
+        self._call("touch", greenstalk.Job(job_id, b""))
+
+    def delete(self, job_id: int) -> None:
+        """Delete a job (reserved on this connection, or buried/ready/delayed)."""
+        self._call("delete", job_id)
+
+    def release(self, job_id: int, priority: int, delay: int = 0) -> None:
+        """Put a reserved job back, ready after ``delay`` seconds."""
+        self._call("release", greenstalk.Job(job_id, b""), priority, delay)
+
+    def bury(self, job_id: int, priority: int) -> None:
+        """Bury a reserved job: it waits in the tube's dead-letter list for ``kick``."""
+        self._call("bury", greenstalk.Job(job_id, b""), priority)
+
+    # -- producer and operator side ---------------------------------------
+
+    def put(self, body: bytes, *, tube: str, priority: int = DEFAULT_PRIORITY,
+            delay: int = 0, ttr: int = DEFAULT_TTR) -> int:
+        """Put a job body into ``tube``; return its beanstalkd id."""
+        if tube != self.use:
+            self._call("use", tube)
+            self.use = tube
+        job_id: int = self._call("put", body, priority, delay, ttr)
+        return job_id
+
+    def peek(self, job_id: int) -> Reserved:
+        """Return a job by id without reserving it."""
+        job = self._call("peek", job_id)
+        return Reserved(id=job.id, body=job.body, server=self.address)
+
+    def peek_state(self, tube: str, state: str) -> Reserved | None:
+        """Return the next ``ready``, ``delayed`` or ``buried`` job of a tube, if any."""
+        self._call("use", tube)
+        self.use = tube
+        try:
+            job = self._call(f"peek_{state}")
+        except JobNotFound:
+            return None
+        return Reserved(id=job.id, body=job.body, server=self.address)
+
+    def kick(self, tube: str, bound: int) -> int:
+        """Kick up to ``bound`` buried (or delayed) jobs of ``tube``; return how many."""
+        self._call("use", tube)
+        self.use = tube
+        kicked: int = self._call("kick", bound)
+        return kicked
+
+    def kick_job(self, job_id: int) -> None:
+        """Kick one buried or delayed job by id."""
+        self._call("kick_job", job_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Return the server's ``stats``."""
+        stats: dict[str, Any] = self._call("stats")
+        return stats
+
+    def stats_tube(self, tube: str) -> dict[str, Any]:
+        """Return ``stats-tube`` of one tube."""
+        stats: dict[str, Any] = self._call("stats_tube", tube)
+        return stats
+
+    def tubes(self) -> list[str]:
+        """Return the names of the server's tubes."""
+        names: list[str] = self._call("tubes")
+        return names
+
+    def iter_buried(self, tube: str, limit: int = 1000) -> Iterator[Reserved]:
+        """Yield the buried jobs of a tube, oldest first, without changing them.
+
+        beanstalkd only peeks at the first buried job, so this walks the job
+        ids upwards from it with ``peek`` and ``stats-job`` (bounded by ``limit``
+        lookups past the last id the server has handed out).
+        """
+        first = self.peek_state(tube, "buried")
+        if first is None:
+            return
+        total = self.stats_tube(tube).get("current-jobs-buried", 0)
+        found = 0
+        job_id = first.id
+        misses = 0
+        while found < total and misses < limit:
+            try:
+                stats = self.stats_job(job_id)
+            except JobNotFound:
+                misses += 1
+                job_id += 1
+                continue
+            if stats.get("tube") == tube and stats.get("state") == "buried":
+                found += 1
+                yield self.peek(job_id)
+            job_id += 1

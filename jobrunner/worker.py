@@ -1,0 +1,324 @@
+"""The worker: reserve → hand to a child → keep the reservation alive → delete/release/bury.
+
+``jobrunner work`` runs one :class:`Worker` with ``concurrency`` slots. Each
+slot is a thread with its own beanstalkd connections (reservations belong to
+the connection that made them) and its own child process
+(:mod:`jobrunner.pool`), which fetches, runs and publishes
+(:mod:`jobrunner.runner`). The slot thread only talks to the queue and
+watches the child:
+
+* while the job runs it ``touch``-es the reservation well before the TTR,
+  so a long job is never handed to a second worker;
+* past the job's time-out it kills the child and fails the job (``timeout``);
+* if the child dies it fails the job (``worker_crash``) and starts a new child;
+* the job is deleted only after the child reports its result published.
+
+Start-up: build publishers (bad settings fail here, before any job is
+taken), start the slots (each starts its child, then reserves). Shut-down on
+SIGTERM/SIGINT: stop reserving, let running jobs finish within ``grace``
+seconds, release the rest with no delay so other workers take them at once,
+stop the children, exit 0. A second signal releases at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from jobrunner import codec
+from jobrunner.config import Config
+from jobrunner.errors import (
+    InvalidJob,
+    JobFailure,
+    JobTimeout,
+    QueueError,
+    WorkerCrash,
+)
+from jobrunner.pool import ChildDied, ChildProcess
+from jobrunner.publish.base import PublisherChain, build_publishers
+from jobrunner.queue import Connection, Reserved
+from jobrunner.results import ResultBuilder
+from jobrunner.runner import BURY, DELETE, RELEASE, publish_document
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger(__name__)
+
+#: Longest the slot sleeps between checks while a job runs (signals, time-out).
+_POLL = 0.25
+#: Seconds to wait before starting a child again after it failed to start.
+_CHILD_RESTART_DELAY = 2.0
+
+
+class Worker:
+    """A worker node: ``concurrency`` slots reserving from every configured server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.aborting = threading.Event()
+        self.stop_deadline = float("inf")
+        self.publishers: PublisherChain = build_publishers(config)
+        self._publish_lock = threading.Lock()
+        self.slots = [Slot(self, index) for index in range(config.concurrency)]
+        self.counters: dict[str, int] = {}
+        self._counter_lock = threading.Lock()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a named counter (jobs by outcome, child restarts, ...)."""
+        with self._counter_lock:
+            self.counters[name] = self.counters.get(name, 0) + amount
+
+    # -- life cycle ----------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until stopped by a signal (or :meth:`stop`); return the exit code."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        log.info("worker_started", servers=list(self.config.beanstalk),
+                 tubes=list(self.config.tube), concurrency=self.config.concurrency,
+                 publishers=list(self.config.publisher), worker=self.config.worker_name)
+        for slot in self.slots:
+            slot.start()
+        while any(slot.is_alive() for slot in self.slots):
+            for slot in self.slots:
+                slot.join(timeout=0.2)
+        self.publishers.close()
+        log.info("worker_stopped", counters=self.counters)
+        return 0
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop reserving; running jobs get ``grace`` seconds (none when ``now``)."""
+        if not self.stopping.is_set():
+            self.stop_deadline = time.monotonic() + self.config.grace
+            self.stopping.set()
+            log.info("worker_stopping", grace=self.config.grace,
+                     running=sum(1 for slot in self.slots if slot.busy))
+        if now:
+            self.aborting.set()
+            log.warning("worker_aborting", running=sum(1 for slot in self.slots if slot.busy))
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        self.stop(now=self.stopping.is_set())
+
+    # -- publication from the worker process (crash, time-out, invalid job) --
+
+    def publish_failure(self, url: str, builder: ResultBuilder, failure: JobFailure,
+                        bound: Any) -> bool:
+        """Publish a ``failed`` document from the worker process; True when it got out."""
+        try:
+            with self._publish_lock:
+                self.publishers.check(url)
+                publish_document(self.publishers, url, builder.failed(failure),
+                                 self.config.max_result_bytes)
+        except JobFailure as exc:
+            bound.warning("failure_publish_failed", code=exc.code, error=exc.message)
+            return False
+        return True
+
+
+class Slot(threading.Thread):
+    """One job at a time: its own queue connections and its own child process."""
+
+    def __init__(self, worker: Worker, index: int) -> None:
+        super().__init__(name=f"slot-{index}", daemon=True)
+        self.worker = worker
+        self.config = worker.config
+        self.index = index
+        self.busy = False
+        self.connections = [Connection(address, watch=self.config.tube)
+                            for address in self.config.beanstalk]
+        self.child = ChildProcess(self.config, index)
+        self._turn = index  # spreads the slots' blocking reserves over the servers
+
+    def run(self) -> None:
+        """Reserve and run jobs until the worker stops."""
+        try:
+            while not self.worker.stopping.is_set():
+                if not self._ensure_child():
+                    continue
+                found = self._reserve()
+                if found is not None:
+                    self.busy = True
+                    try:
+                        self._handle(*found)
+                    finally:
+                        self.busy = False
+        finally:
+            self.child.stop()
+            for conn in self.connections:
+                conn.close()
+
+    # -- child -----------------------------------------------------------------
+
+    def _ensure_child(self) -> bool:
+        reason = self.child.needs_recycling() if self.child.alive else None
+        if self.child.alive and reason is None:
+            return True
+        if reason is not None:
+            log.info("child_recycled", slot=self.index, pid=self.child.pid, reason=reason)
+            self.child.stop()
+            self.worker.count("child_recycles")
+        try:
+            self.child.start()
+        except (ChildDied, OSError) as exc:
+            log.error("child_start_failed", slot=self.index, error=str(exc))
+            self.worker.stopping.wait(_CHILD_RESTART_DELAY)
+            return False
+        return True
+
+    # -- queue ---------------------------------------------------------------
+
+    def _reserve(self) -> tuple[Reserved, Connection] | None:
+        conns = self.connections
+        if len(conns) == 1:
+            order = conns
+        else:
+            self._turn = (self._turn + 1) % len(conns)
+            order = conns[self._turn:] + conns[:self._turn]
+            # Take ready work from any server first, then block briefly on one.
+            for conn in order[1:]:
+                try:
+                    job = conn.reserve(timeout=0)
+                except QueueError:
+                    continue
+                if job is not None:
+                    return job, conn
+        conn = order[0]
+        try:
+            job = conn.reserve(timeout=1)
+        except QueueError:
+            if all(c.down for c in conns):
+                self.worker.stopping.wait(0.5)
+            return None
+        return (job, conn) if job is not None else None
+
+    def _ack(self, conn: Connection, job_id: int, action: str, priority: int, delay: int,
+             bound: Any) -> None:
+        try:
+            if action == DELETE:
+                conn.delete(job_id)
+            elif action == RELEASE:
+                conn.release(job_id, priority, delay)
+            else:
+                conn.bury(job_id, priority)
+        except QueueError as exc:
+            # The reservation went with the connection: beanstalkd hands the job
+            # out again and it runs once more, publishing the same result.
+            bound.warning("job_ack_lost", action=action, error=str(exc))
+            return
+        event = {DELETE: "job_deleted", RELEASE: "job_released", BURY: "job_buried"}[action]
+        bound.info(event, delay=delay) if action == RELEASE else bound.info(event)
+
+    # -- one job ---------------------------------------------------------------
+
+    def _handle(self, reserved: Reserved, conn: Connection) -> None:
+        t0 = time.monotonic()
+        try:
+            stats = conn.stats_job(reserved.id)
+        except QueueError as exc:
+            log.warning("job_reservation_lost", beanstalk_id=reserved.id, error=str(exc))
+            return
+        attempt, ttr = int(stats["reserves"]), max(1, int(stats["ttr"]))
+        tube, priority = str(stats["tube"]), int(stats["pri"])
+        bound = log.bind(beanstalk_id=reserved.id, server=reserved.server, tube=tube,
+                         attempt=attempt, slot=self.index)
+        try:
+            job = codec.decode_job(reserved.body)
+        except InvalidJob as failure:
+            self._invalid_job(reserved, failure, bound)
+            self.worker.count("jobs_invalid_job")
+            self._ack(conn, reserved.id, BURY, priority, 0, bound)
+            return
+        bound = bound.bind(job_id=job.id, job_type=job.type)
+        bound.info("job_reserved")
+        max_attempts = job.max_attempts or self.config.max_attempts
+        timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
+        try:
+            self.child.send({"body": reserved.body.decode("utf-8"), "attempt": attempt,
+                             "max_attempts": max_attempts, "tube": tube})
+            reply = self._watch(reserved, conn, ttr, t0 + timeout, bound)
+        except ChildDied as exc:
+            failure = WorkerCrash(f"the process running the job died ({exc.description}); "
+                                  "the job type crashed or ran out of memory")
+            reply = self._fail_here(job, attempt, failure, bound)
+            self.worker.count("child_crashes")
+            self.child.kill()
+        if reply is None:  # shutting down: give the job back at once
+            self._ack(conn, reserved.id, RELEASE, priority, 0, bound)
+            self.worker.count("jobs_released_on_stop")
+            return
+        if reply.get("timeout"):
+            failure = JobTimeout(f"the job ran longer than its time-out of {timeout:g} s and "
+                                 "was stopped; raise 'timeout' in the job (up to --max-timeout) "
+                                 "or make it faster")
+            self.child.kill()
+            reply = self._fail_here(job, attempt, failure, bound)
+            self.worker.count("jobs_timeout")
+        self.child.jobs_done += 1
+        action = reply["action"]
+        self.worker.count(f"jobs_{reply.get('code') or 'done'}")
+        self._ack(conn, reserved.id, action, priority, int(reply.get("delay", 0)), bound)
+        bound.debug("job_handled", action=action, duration_s=round(time.monotonic() - t0, 4))
+
+    def _watch(self, reserved: Reserved, conn: Connection, ttr: int, deadline: float,
+               bound: Any) -> dict[str, Any] | None:
+        """Wait for the child's answer, touching the reservation and enforcing limits.
+
+        Returns the child's reply, ``{"timeout": True}`` past the deadline, or
+        ``None`` when the worker is stopping and the job must be given back.
+        """
+        # Touch at half the TTR: beanstalkd warns (DEADLINE_SOON) one second before it.
+        touch_every = max(0.5, ttr / 2)
+        next_touch = time.monotonic() + touch_every
+        while True:
+            now = time.monotonic()
+            wake = min(next_touch, deadline, now + _POLL)
+            reply = self.child.wait(wake - now)
+            if reply is not None:
+                return reply
+            now = time.monotonic()
+            if now >= deadline:
+                return {"timeout": True}
+            if self.worker.aborting.is_set() or (
+                self.worker.stopping.is_set() and now >= self.worker.stop_deadline
+            ):
+                bound.warning("job_interrupted", reason="shutdown")
+                self.child.kill()
+                return None
+            if now >= next_touch:
+                next_touch = now + touch_every
+                try:
+                    conn.touch(reserved.id)
+                    bound.debug("job_touched")
+                except QueueError as exc:
+                    bound.warning("job_touch_failed", error=str(exc))
+
+    def _fail_here(self, job: Any, attempt: int, failure: JobFailure, bound: Any
+                   ) -> dict[str, Any]:
+        bound.warning("job_failed", code=failure.code, error=failure.message)
+        builder = ResultBuilder.for_job(job, worker=self.config.worker_name, attempt=attempt)
+        published = self.worker.publish_failure(job.result, builder, failure, bound)
+        return {"action": BURY, "code": failure.code, "published": published}
+
+    def _invalid_job(self, reserved: Reserved, failure: InvalidJob, bound: Any) -> None:
+        """Publish a ``failed`` document for an invalid job where its result URL is usable."""
+        bound.warning("job_invalid", error=failure.message)
+        try:
+            doc = codec.loads_strict(reserved.body, what="job document")
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or not isinstance(doc.get("result"), str):
+            return
+        job_id = doc.get("id") if isinstance(doc.get("id"), str) else f"beanstalk-{reserved.id}"
+        job_type = doc.get("type") if isinstance(doc.get("type"), str) else "unknown"
+        builder = ResultBuilder(job_id=job_id, job_type=job_type,
+                                worker=self.config.worker_name)
+        self.worker.publish_failure(doc["result"], builder, failure, bound)

@@ -1,0 +1,42 @@
+"""Fixtures: a real beanstalkd per test, results directories, servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Beanstalkd, ResultsServer
+
+
+@pytest.fixture
+def beanstalkd() -> Iterator[Beanstalkd]:
+    """A real beanstalkd on a free loopback port, without binlog."""
+    server = Beanstalkd().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def beanstalkd_binlog(tmp_path: Path) -> Iterator[Beanstalkd]:
+    """A real beanstalkd with a binlog in the test's directory (survives restarts)."""
+    server = Beanstalkd(binlog_dir=tmp_path / "binlog").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def results_server(tmp_path: Path) -> Iterator[ResultsServer]:
+    """``jobrunner serve`` over a fresh results directory, CORS open to any origin."""
+    server = ResultsServer(tmp_path / "results", "--cors-origin", "*")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def inputs_server(tmp_path: Path) -> Iterator[ResultsServer]:
+    """A real HTTP server for job inputs: ``jobrunner serve`` over an inputs directory."""
+    server = ResultsServer(tmp_path / "inputs")
+    yield server
+    server.stop()
