@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobrunner_prediction.holtwinters import HoltWinters, fit_holt_winters, initial_state, run_filter
+from jobrunner_prediction.holtwinters import (
+    HoltWinters,
+    fit_holt_winters,
+    initial_state,
+    run_filter,
+)
 
 datasets = pytest.importorskip("pmdarima.datasets", reason="needs the realdata extra (pmdarima)")
 

@@ -1,0 +1,125 @@
+"""The ``simulation`` job type: a household's PV and battery over a load profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from jobrunner import Context, InputInvalid, InvalidParams, JobType
+
+from jobrunner_simulation.battery import Battery, simulate, totals
+from jobrunner_simulation.params import UNITS, SimulationParams
+from jobrunner_simulation.series import RegularSeries, parse_readings, regularize
+from jobrunner_simulation.solar import clear_sky_pv_kw
+
+__all__ = ["Simulation", "split_inputs"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def split_inputs(raw: Any) -> tuple[Any, Any | None]:
+    """Return (load, pv): from named inputs ``{"load": ..., "pv": ...}`` or one load series."""
+    if isinstance(raw, dict) and "readings" not in raw:
+        if "load" not in raw:
+            names = ", ".join(sorted(map(str, raw))) or "none"
+            raise InputInvalid(
+                f"input: expected a 'load' input (and optionally 'pv') or one load series, "
+                f"got inputs named {names}"
+            )
+        unknown = set(raw) - {"load", "pv"}
+        if unknown:
+            raise InputInvalid(f"input: unknown inputs {sorted(unknown)}; use 'load' and 'pv'")
+        return raw["load"], raw.get("pv")
+    return raw, None
+
+
+def _on_grid(pv: RegularSeries, load: RegularSeries) -> FloatArray:
+    """Mean PV power on the load's steps (matching grids copy, others interpolate)."""
+    tolerance = max(pv.step, load.step)
+    if pv.start > load.start + tolerance or pv.end < load.end - tolerance:
+        raise InputInvalid(
+            f"input.pv: covers {pv.start:.0f}..{pv.end:.0f} but the load covers "
+            f"{load.start:.0f}..{load.end:.0f}; the PV series must span the load's"
+        )
+    if pv.step == load.step and (load.start - pv.start) % pv.step == 0:
+        offset = round((load.start - pv.start) / pv.step)
+        if offset >= 0 and offset + len(load.values) <= len(pv.values):
+            return pv.values[offset : offset + len(load.values)]
+    middles = load.timestamps + load.step / 2.0
+    return np.interp(middles, pv.timestamps + pv.step / 2.0, pv.values)
+
+
+def _pairs(stamps: list[int | float], values: FloatArray) -> list[list[Any]]:
+    return [[t, v] for t, v in zip(stamps, np.round(values, 6).tolist(), strict=True)]
+
+
+class Simulation(JobType):
+    """Simulate PV self-consumption with a battery over a household's load profile.
+
+    Input: the load series (``[[unix_ts, value], ...]``, ``{"readings": ...}`` or CSV),
+    or named inputs ``{"load": ..., "pv": ...}``. Params:
+    :class:`~jobrunner_simulation.params.SimulationParams`. Output: ``series`` (per
+    step, kWh; ``soc`` in kWh at the end of the step) and ``totals``.
+    """
+
+    Params = SimulationParams
+
+    def __call__(self, ctx: Context) -> dict[str, Any]:
+        """Run one simulation job."""
+        params: SimulationParams = ctx.params
+        load_raw, pv_raw = split_inputs(ctx.input)
+        named = pv_raw is not None or (isinstance(ctx.input, dict) and "load" in ctx.input)
+        load_readings = parse_readings(load_raw, name="input.load" if named else "input")
+        unit = params.unit or load_readings.unit or "W"
+        if unit not in UNITS:
+            raise InputInvalid(f"input.unit: must be one of {', '.join(UNITS)}, got {unit!r}")
+        load = regularize(load_readings, unit=unit)
+        if np.any(load.values < 0):
+            raise InputInvalid("input.load: the load must not be negative (use a 'pv' input)")
+        step_hours = load.step / 3600.0
+        if pv_raw is not None:
+            pv_readings = parse_readings(pv_raw, name="input.pv")
+            pv_w = _on_grid(regularize(pv_readings, unit=pv_readings.unit or unit), load)
+            pv_source: dict[str, Any] = {"source": "input"}
+        elif params.pv_kwp is not None:
+            middles = load.timestamps + load.step / 2.0
+            pv_w = 1000.0 * clear_sky_pv_kw(
+                middles, params.pv_kwp, params.latitude, params.longitude
+            )
+            pv_source = {
+                "source": "clear_sky",
+                "kwp": params.pv_kwp,
+                "latitude": params.latitude,
+                "longitude": params.longitude,
+            }
+        else:
+            raise InvalidParams("params.pv_kwp: needed when the job has no 'pv' input series")
+        load_kwh = load.values * step_hours / 1000.0
+        pv_kwh = np.clip(pv_w, 0.0, None) * step_hours / 1000.0
+        battery = Battery(
+            capacity_kwh=params.battery_kwh,
+            max_charge_kw=params.max_charge_kw,
+            max_discharge_kw=params.max_discharge_kw,
+            efficiency=params.efficiency,
+            initial_soc=params.initial_soc,
+        )
+        ctx.log.info("simulation_started", steps=len(load_kwh), interval=load.step)
+        result = simulate(load_kwh, pv_kwh, step_hours, battery, progress=ctx.progress)
+        summary = totals(load_kwh, pv_kwh, result, battery)
+        ctx.log.info("simulation_done", **{k: round(v, 3) for k, v in summary.items()})
+        stamps = [int(t) if t.is_integer() else t for t in load.timestamps.tolist()]
+        return {
+            "series": {
+                "soc": _pairs(stamps, result.soc),
+                "grid_import": _pairs(stamps, result.grid_import),
+                "grid_export": _pairs(stamps, result.grid_export),
+                "battery_charge": _pairs(stamps, result.battery_charge),
+                "battery_discharge": _pairs(stamps, result.battery_discharge),
+                "pv": _pairs(stamps, pv_kwh),
+            },
+            "totals": {key: round(value, 6) for key, value in summary.items()},
+            "interval": load.step,
+            "pv": pv_source,
+            "input": {**load.stats, "start": load.start, "end": load.end, "unit": unit},
+        }
