@@ -34,15 +34,28 @@ def add_commands(sub: Any, add_settings: Callable[[argparse.ArgumentParser], Non
     """Register the queue commands on the CLI's sub-parsers."""
     stats = sub.add_parser("stats", help="server totals and a per-tube table")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    stats.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
-                       help="refresh every SECONDS (2 by default) until Ctrl-C")
-    stats.add_argument("--all-tubes", action="store_true",
-                       help="every tube of the server, not only the configured ones")
+    stats.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (2 by default) until Ctrl-C",
+    )
+    stats.add_argument(
+        "--all-tubes",
+        action="store_true",
+        help="every tube of the server, not only the configured ones",
+    )
     stats.set_defaults(handler=cmd_stats)
 
     peek = sub.add_parser("peek", help="show the next ready, delayed or buried job, or a job")
-    peek.add_argument("what", nargs="?", default="ready",
-                      help="ready, delayed, buried, or a job id (SERVER/ID with several servers)")
+    peek.add_argument(
+        "what",
+        nargs="?",
+        default="ready",
+        help="ready, delayed, buried, or a job id (SERVER/ID with several servers)",
+    )
     peek.set_defaults(handler=cmd_peek)
 
     buried = sub.add_parser("buried", help="list buried jobs with their type and reason")
@@ -57,8 +70,9 @@ def add_commands(sub: Any, add_settings: Callable[[argparse.ArgumentParser], Non
 
     delete = sub.add_parser("delete", help="delete a buried job by id")
     delete.add_argument("job_id", help="job id (SERVER/ID with several servers)")
-    delete.add_argument("--force", action="store_true",
-                        help="also delete a job that is ready or delayed")
+    delete.add_argument(
+        "--force", action="store_true", help="also delete a job that is ready or delayed"
+    )
     delete.set_defaults(handler=cmd_delete)
 
     for parser in (stats, peek, buried, kick, delete):
@@ -108,11 +122,27 @@ def _stats_once(config: Config, conns: list[Connection], all_tubes: bool) -> dic
         except QueueError as exc:
             servers.append({"server": conn.address, "up": False, "error": str(exc)})
             continue
-        servers.append({"server": conn.address, "up": True, **{
-            key: stats.get(key) for key in (
-                "version", "uptime", "current-connections", "current-workers",
-                "current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed",
-                "current-jobs-buried", "total-jobs", "binlog-current-index")}})
+        servers.append(
+            {
+                "server": conn.address,
+                "up": True,
+                **{
+                    key: stats.get(key)
+                    for key in (
+                        "version",
+                        "uptime",
+                        "current-connections",
+                        "current-workers",
+                        "current-jobs-ready",
+                        "current-jobs-reserved",
+                        "current-jobs-delayed",
+                        "current-jobs-buried",
+                        "total-jobs",
+                        "binlog-current-index",
+                    )
+                },
+            }
+        )
     return {"servers": servers, "tubes": rows}
 
 
@@ -121,18 +151,30 @@ def _print_stats(report: dict[str, Any]) -> None:
         if not server["up"]:
             print(f"{server['server']}: DOWN ({server['error']})")
             continue
-        print(f"{server['server']}: beanstalkd {server.get('version')}, up "
-              f"{server.get('uptime')} s, {server.get('current-connections')} connections, "
-              f"{server.get('current-workers')} workers, {server.get('total-jobs')} jobs put")
+        print(
+            f"{server['server']}: beanstalkd {server.get('version')}, up "
+            f"{server.get('uptime')} s, {server.get('current-connections')} connections, "
+            f"{server.get('current-workers')} workers, {server.get('total-jobs')} jobs put"
+        )
     header = ["server", "tube"] + [label for _, label in _TUBE_COLUMNS]
-    widths = [max(len(h), *(len(str(r[h])) for r in report["tubes"])) if report["tubes"]
-              else len(h) for h in header]
+    widths = [
+        max(len(h), *(len(str(r[h])) for r in report["tubes"])) if report["tubes"] else len(h)
+        for h in header
+    ]
     print()
-    print("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
-                    enumerate(zip(header, widths, strict=True))))
+    print(
+        "  ".join(
+            h.ljust(w) if i < 2 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    )
     for row in report["tubes"]:
-        print("  ".join(str(row[h]).ljust(w) if i < 2 else str(row[h]).rjust(w)
-                        for i, (h, w) in enumerate(zip(header, widths, strict=True))))
+        print(
+            "  ".join(
+                str(row[h]).ljust(w) if i < 2 else str(row[h]).rjust(w)
+                for i, (h, w) in enumerate(zip(header, widths, strict=True))
+            )
+        )
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -146,8 +188,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         else:
             if args.watch:
                 print("\x1b[H\x1b[2J", end="")  # clear the screen, like top
-                print(time.strftime("%Y-%m-%d %H:%M:%S"), f"(every {args.watch:g} s, Ctrl-C "
-                      "to stop)")
+                print(
+                    time.strftime("%Y-%m-%d %H:%M:%S"), f"(every {args.watch:g} s, Ctrl-C to stop)"
+                )
             _print_stats(report)
         if not args.watch:
             return 0 if any(s["up"] for s in report["servers"]) else 1
@@ -213,13 +256,19 @@ def buried_jobs(config: Config, limit: int = 100) -> list[dict[str, Any]]:
                     break
                 info = describe_job(conn, job)
                 body = info["body"] if isinstance(info["body"], dict) else {}
-                rows.append({
-                    "server": conn.address, "tube": tube, "id": job.id,
-                    "job_id": body.get("id"), "type": body.get("type"),
-                    "result": body.get("result"),
-                    "reason": _reason(body.get("result")) if body else "invalid job document",
-                    "age": info["stats"].get("age"), "reserves": info["stats"].get("reserves"),
-                })
+                rows.append(
+                    {
+                        "server": conn.address,
+                        "tube": tube,
+                        "id": job.id,
+                        "job_id": body.get("id"),
+                        "type": body.get("type"),
+                        "result": body.get("result"),
+                        "reason": _reason(body.get("result")) if body else "invalid job document",
+                        "age": info["stats"].get("age"),
+                        "reserves": info["stats"].get("reserves"),
+                    }
+                )
     return rows
 
 
@@ -250,8 +299,10 @@ def cmd_buried(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no buried jobs in tube(s) {', '.join(config.tube)}")
     for row in rows:
-        print(f"{row['server']}/{row['id']}  tube={row['tube']}  type={row['type']}  "
-              f"job={row['job_id']}  reserves={row['reserves']}\n    reason: {row['reason']}")
+        print(
+            f"{row['server']}/{row['id']}  tube={row['tube']}  type={row['type']}  "
+            f"job={row['job_id']}  reserves={row['reserves']}\n    reason: {row['reason']}"
+        )
     return 0
 
 
@@ -287,8 +338,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     conn, job = _find_job(config, args.job_id)
     state = conn.stats_job(job.id).get("state")
     if state != "buried" and not args.force:
-        print(f"job {args.job_id} is {state}, not buried; add --force to delete it anyway",
-              file=sys.stderr)
+        print(
+            f"job {args.job_id} is {state}, not buried; add --force to delete it anyway",
+            file=sys.stderr,
+        )
         return 1
     conn.delete(job.id)
     print(f"deleted {conn.address}/{job.id}")

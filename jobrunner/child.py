@@ -68,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                 break
             request = json.loads(message)
             outcome = executor.execute(
-                request["body"], attempt=request["attempt"],
-                max_attempts=request["max_attempts"], tube=request.get("tube"))
+                request["body"],
+                attempt=request["attempt"],
+                max_attempts=request["max_attempts"],
+                tube=request.get("tube"),
+            )
             reply = outcome.to_json()
             reply["rss"] = _rss_bytes()
             outbox.send_bytes(json.dumps(reply, separators=(",", ":")).encode())

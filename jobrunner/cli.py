@@ -28,22 +28,36 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     group = parser.add_argument_group("settings (flag > JOBRUNNER_* environment > --config file)")
-    group.add_argument("--config", metavar="FILE", help="TOML configuration file "
-                       "(or JOBRUNNER_CONFIG)")
+    group.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (or JOBRUNNER_CONFIG)"
+    )
     for setting in settings():
         if command not in setting.commands:
             continue
         help_text = f"{setting.help} [{setting.env}]"
         if setting.is_list:
-            group.add_argument(setting.flag, dest=setting.name, action="append",
-                               metavar=setting.metavar or "VALUE", help=help_text)
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action="append",
+                metavar=setting.metavar or "VALUE",
+                help=help_text,
+            )
         elif str(setting.kind).startswith("bool"):
-            group.add_argument(setting.flag, dest=setting.name,
-                               action=argparse.BooleanOptionalAction, default=None,
-                               help=help_text)
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
         else:
-            group.add_argument(setting.flag, dest=setting.name,
-                               metavar=setting.metavar or setting.name.upper(), help=help_text)
+            group.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.metavar or setting.name.upper(),
+                help=help_text,
+            )
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -67,11 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a job")
     submit.add_argument("--type", required=True, help="job type, e.g. echo")
-    submit.add_argument("--input", required=True, action="append", metavar="URL",
-                        help="input URL; NAME=URL (repeatable) for several named inputs")
+    submit.add_argument(
+        "--input",
+        required=True,
+        action="append",
+        metavar="URL",
+        help="input URL; NAME=URL (repeatable) for several named inputs",
+    )
     submit.add_argument("--result", required=True, metavar="URL", help="result URL")
-    submit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a parameter; VALUE is read as JSON when it parses, else text")
+    submit.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter; VALUE is read as JSON when it parses, else text",
+    )
     submit.add_argument("--params", metavar="JSON", help="all parameters as a JSON object")
     submit.add_argument("--priority", type=int, help="beanstalkd priority, 0 most urgent")
     submit.add_argument("--delay", type=int, default=0, help="seconds before it may run")
@@ -96,9 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (WORK, SERVE):
         for setting in settings():
             if command in setting.commands and setting.flag not in config._option_string_actions:
-                config.add_argument(setting.flag, dest=setting.name,
-                                    action="append" if setting.is_list else "store",
-                                    help=argparse.SUPPRESS)
+                config.add_argument(
+                    setting.flag,
+                    dest=setting.name,
+                    action="append" if setting.is_list else "store",
+                    help=argparse.SUPPRESS,
+                )
     config.add_argument("--config", metavar="FILE", help="TOML configuration file")
     config.set_defaults(handler=cmd_config)
 
@@ -187,10 +214,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with Client(list(config.beanstalk), tube=config.tube[0]) as client:
         try:
             job_id = client.submit(
-                args.type, inputs, args.result, params, priority=args.priority,
-                delay=args.delay, ttr=args.ttr, timeout=args.timeout,
-                max_attempts=args.max_attempts, meta=_json_object(args.meta, "--meta") or None,
-                id=args.id)
+                args.type,
+                inputs,
+                args.result,
+                params,
+                priority=args.priority,
+                delay=args.delay,
+                ttr=args.ttr,
+                timeout=args.timeout,
+                max_attempts=args.max_attempts,
+                meta=_json_object(args.meta, "--meta") or None,
+                id=args.id,
+            )
         except InvalidJob as exc:
             print(f"jobrunner submit: refused: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -215,10 +250,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     groups = {"job types": list_plugins(JOB_TYPES), "publishers": list_plugins(PUBLISHERS)}
     if args.json:
-        print(json.dumps({name: [
-            {"name": p.name, "target": p.target, "distribution": p.distribution,
-             "version": p.version, "error": p.error, "summary": p.summary} for p in infos]
-            for name, infos in groups.items()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    name: [
+                        {
+                            "name": p.name,
+                            "target": p.target,
+                            "distribution": p.distribution,
+                            "version": p.version,
+                            "error": p.error,
+                            "summary": p.summary,
+                        }
+                        for p in infos
+                    ]
+                    for name, infos in groups.items()
+                },
+                indent=2,
+            )
+        )
     else:
         for title, infos in groups.items():
             print(f"{title} ({len(infos)}):")
@@ -236,8 +286,15 @@ def cmd_config(args: argparse.Namespace) -> int:
     config = _config(args)
     values = config.as_dict(mask=True)
     if args.json:
-        print(json.dumps({name: {"value": value, "source": config.sources.get(name)}
-                          for name, value in values.items()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    name: {"value": value, "source": config.sources.get(name)}
+                    for name, value in values.items()
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     width = max(len(name) for name in values)
     for name, value in values.items():

@@ -56,9 +56,15 @@ class Client:
     Safe to share between threads.
     """
 
-    def __init__(self, beanstalk: str | Sequence[str] = "127.0.0.1:11300", *,
-                 tube: str = "default", priority: int = DEFAULT_PRIORITY,
-                 ttr: int = DEFAULT_TTR, max_job_bytes: int = codec.MAX_JOB_BYTES) -> None:
+    def __init__(
+        self,
+        beanstalk: str | Sequence[str] = "127.0.0.1:11300",
+        *,
+        tube: str = "default",
+        priority: int = DEFAULT_PRIORITY,
+        ttr: int = DEFAULT_TTR,
+        max_job_bytes: int = codec.MAX_JOB_BYTES,
+    ) -> None:
         addresses = [beanstalk] if isinstance(beanstalk, str) else list(beanstalk)
         if not addresses:
             raise ValueError("Client needs at least one beanstalkd address")
@@ -124,15 +130,30 @@ class Client:
             "params": dict(params or {}),
             "created": codec.format_time(utcnow()),
         }
-        optional = {"timeout": timeout, "max_attempts": max_attempts, "meta": meta,
-                    "expires": codec.format_time(expires) if expires else None}
-        doc.update({k: (dict(v) if isinstance(v, Mapping) else v)
-                    for k, v in optional.items() if v is not None})
+        optional = {
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+            "meta": meta,
+            "expires": codec.format_time(expires) if expires else None,
+        }
+        doc.update(
+            {
+                k: (dict(v) if isinstance(v, Mapping) else v)
+                for k, v in optional.items()
+                if v is not None
+            }
+        )
         return self.put_document(doc, tube=tube, priority=priority, delay=delay, ttr=ttr)
 
-    def put_document(self, doc: Mapping[str, Any], *, tube: str | None = None,
-                     priority: int | None = None, delay: int = 0,
-                     ttr: int | None = None) -> Submitted:
+    def put_document(
+        self,
+        doc: Mapping[str, Any],
+        *,
+        tube: str | None = None,
+        priority: int | None = None,
+        delay: int = 0,
+        ttr: int | None = None,
+    ) -> Submitted:
         """Validate and put a complete job document (a dict); return its id.
 
         Raises:
@@ -147,18 +168,27 @@ class Client:
         if len(body) > self.max_job_bytes:
             raise InvalidJob(
                 f"job document is {len(body)} bytes, beanstalkd takes at most "
-                f"{self.max_job_bytes}; pass large data by URL in 'input', not in 'params'")
-        for field, value, low, high in (("priority", priority, 0, 2**32 - 1),
-                                        ("delay", delay, 0, 2**32 - 1),
-                                        ("ttr", ttr, 1, 2**32 - 1)):
+                f"{self.max_job_bytes}; pass large data by URL in 'input', not in 'params'"
+            )
+        for field, value, low, high in (
+            ("priority", priority, 0, 2**32 - 1),
+            ("delay", delay, 0, 2**32 - 1),
+            ("ttr", ttr, 1, 2**32 - 1),
+        ):
             if value is not None and not low <= value <= high:
                 raise InvalidJob(f"{field}: must be from {low} to {high}, got {value}")
-        return self._put(job.id, body, tube or self.tube,
-                         self.priority if priority is None else priority, delay,
-                         self.ttr if ttr is None else ttr)
+        return self._put(
+            job.id,
+            body,
+            tube or self.tube,
+            self.priority if priority is None else priority,
+            delay,
+            self.ttr if ttr is None else ttr,
+        )
 
-    def _put(self, job_id: str, body: bytes, tube: str, priority: int, delay: int,
-             ttr: int) -> Submitted:
+    def _put(
+        self, job_id: str, body: bytes, tube: str, priority: int, delay: int, ttr: int
+    ) -> Submitted:
         # A job's home server is chosen from its id, so retries of a submit land alike.
         n = len(self.connections)
         home = int.from_bytes(hashlib.sha1(job_id.encode()).digest()[:4], "big") % n
@@ -167,15 +197,22 @@ class Client:
             for step in range(n):
                 conn = self.connections[(home + step) % n]
                 try:
-                    beanstalk_id = conn.put(body, tube=tube, priority=priority, delay=delay,
-                                            ttr=ttr)
+                    beanstalk_id = conn.put(
+                        body, tube=tube, priority=priority, delay=delay, ttr=ttr
+                    )
                 except QueueError as exc:
                     errors.append(str(exc))
                     continue
                 submitted = Submitted(job_id)
                 submitted.server = conn.address
                 submitted.beanstalk_id = beanstalk_id
-                log.debug("job_submitted", job_id=job_id, server=conn.address, tube=tube,
-                          beanstalk_id=beanstalk_id, failed_over=step > 0)
+                log.debug(
+                    "job_submitted",
+                    job_id=job_id,
+                    server=conn.address,
+                    tube=tube,
+                    beanstalk_id=beanstalk_id,
+                    failed_over=step > 0,
+                )
                 return submitted
         raise QueueError("no beanstalkd server accepted the job: " + "; ".join(errors))

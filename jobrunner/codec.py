@@ -390,7 +390,7 @@ def structure_params(params: Mapping[str, Any], cls: type[T]) -> T:
 
 
 def _schema(name: str) -> dict[str, Any]:
-    text = resources.files("jobrunner").joinpath("schemas", name).read_text("utf-8")
+    text = resources.files("jobrunner").joinpath("schemas").joinpath(name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -25,7 +25,7 @@ from jobrunner.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["Config", "Setting", "load_config", "settings"]
 
@@ -39,8 +39,14 @@ SERVE = "serve"
 QUEUE = "queue"  # stats, peek, buried, kick, delete, status
 
 
-def _opt(default: Any, help: str, *, commands: tuple[str, ...] = (WORK,), secret: bool = False,
-         metavar: str | None = None) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    commands: tuple[str, ...] = (WORK,),
+    secret: bool = False,
+    metavar: str | None = None,
+) -> Any:
     return attrs.field(
         default=default,
         metadata={"help": help, "commands": commands, "secret": secret, "metavar": metavar},
@@ -61,23 +67,35 @@ class Config:
 
     # queue
     beanstalk: tuple[str, ...] = _opt(
-        ("127.0.0.1:11300",), "beanstalkd server HOST:PORT (repeatable)",
-        commands=(WORK, SUBMIT, QUEUE), metavar="HOST:PORT")
+        ("127.0.0.1:11300",),
+        "beanstalkd server HOST:PORT (repeatable)",
+        commands=(WORK, SUBMIT, QUEUE),
+        metavar="HOST:PORT",
+    )
     tube: tuple[str, ...] = _opt(
-        ("default",), "tube to watch (work) or use (submit); repeatable for work",
-        commands=(WORK, SUBMIT, QUEUE), metavar="NAME")
+        ("default",),
+        "tube to watch (work) or use (submit); repeatable for work",
+        commands=(WORK, SUBMIT, QUEUE),
+        metavar="NAME",
+    )
     # worker
     concurrency: int = _opt(attrs.Factory(_cpus), "jobs run at once (child processes)")
-    publisher: tuple[str, ...] = _opt(("file",), "publisher backend, in order (repeatable)",
-                                      metavar="NAME")
-    results_dir: Path | None = _opt(None, "directory the file publisher writes results to",
-                                    commands=(WORK, SERVE), metavar="DIR")
+    publisher: tuple[str, ...] = _opt(
+        ("file",), "publisher backend, in order (repeatable)", metavar="NAME"
+    )
+    results_dir: Path | None = _opt(
+        None,
+        "directory the file publisher writes results to",
+        commands=(WORK, SERVE),
+        metavar="DIR",
+    )
     base_url: str | None = _opt(None, "URL under which results_dir is served", metavar="URL")
     allow_host: tuple[str, ...] = _opt(
-        (), "input host allowed (exact, *.suffix or CIDR); loopback/private only when listed",
-        metavar="HOST")
-    allow_file_inputs: Path | None = _opt(None, "allow file: input URLs below DIR",
-                                          metavar="DIR")
+        (),
+        "input host allowed (exact, *.suffix or CIDR); loopback/private only when listed",
+        metavar="HOST",
+    )
+    allow_file_inputs: Path | None = _opt(None, "allow file: input URLs below DIR", metavar="DIR")
     max_redirects: int = _opt(5, "redirects followed when fetching inputs")
     max_input_bytes: int = _opt(64 * _MIB, "largest input body accepted, in bytes")
     connect_timeout: float = _opt(5.0, "seconds to connect to an input server")
@@ -93,29 +111,40 @@ class Config:
     max_result_bytes: int = _opt(16 * _MIB, "largest result document published, in bytes")
     progress_interval: float = _opt(1.0, "least seconds between two progress documents")
     fsync: bool = _opt(True, "fsync result files before renaming them into place")
-    worker_name: str = _opt(attrs.Factory(socket.gethostname),
-                            "name of this worker node in result documents")
-    put_origin: tuple[str, ...] = _opt((), "origin the http publisher may PUT to (repeatable)",
-                                       metavar="ORIGIN")
+    worker_name: str = _opt(
+        attrs.Factory(socket.gethostname), "name of this worker node in result documents"
+    )
+    put_origin: tuple[str, ...] = _opt(
+        (), "origin the http publisher may PUT to (repeatable)", metavar="ORIGIN"
+    )
     http_token: str | None = _opt(None, "bearer token the http publisher sends", secret=True)
-    rsync_peer: tuple[str, ...] = _opt((), "rsync destination results are pushed to",
-                                       metavar="DEST")
+    rsync_peer: tuple[str, ...] = _opt(
+        (), "rsync destination results are pushed to", metavar="DEST"
+    )
     rsync_required: bool = _opt(False, "fail the publication when an rsync peer fails")
     rsync_timeout: float = _opt(30.0, "seconds one rsync push may take")
-    metrics_port: int | None = _opt(None, "serve Prometheus metrics and /health on this port",
-                                    metavar="PORT")
+    metrics_port: int | None = _opt(
+        None, "serve Prometheus metrics and /health on this port", metavar="PORT"
+    )
     # serve
     host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
     port: int = _opt(8080, "port the results server listens on", commands=(SERVE,))
-    cors_origin: tuple[str, ...] = _opt((), "origin allowed to read results (CORS); * for any",
-                                        commands=(SERVE,), metavar="ORIGIN")
-    put_token: str | None = _opt(None, "accept PUT of result documents with this bearer token",
-                                 commands=(SERVE,), secret=True)
-    max_put_bytes: int = _opt(16 * _MIB, "largest result document accepted by PUT",
-                              commands=(SERVE,))
+    cors_origin: tuple[str, ...] = _opt(
+        (), "origin allowed to read results (CORS); * for any", commands=(SERVE,), metavar="ORIGIN"
+    )
+    put_token: str | None = _opt(
+        None,
+        "accept PUT of result documents with this bearer token",
+        commands=(SERVE,),
+        secret=True,
+    )
+    max_put_bytes: int = _opt(
+        16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
+    )
     # all commands
-    log_level: str = _opt("info", "debug, info, warning or error",
-                          commands=(WORK, SUBMIT, SERVE, QUEUE))
+    log_level: str = _opt(
+        "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE)
+    )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     def as_dict(self, *, mask: bool = True) -> dict[str, Any]:
@@ -167,8 +196,16 @@ def settings() -> list[Setting]:
         if field.name == "sources":
             continue
         meta = field.metadata
-        out.append(Setting(field.name, field.type, meta["help"], meta["commands"],
-                           meta["secret"], meta["metavar"]))
+        out.append(
+            Setting(
+                field.name,
+                field.type,
+                meta["help"],
+                meta["commands"],
+                meta["secret"],
+                meta["metavar"],
+            )
+        )
     return out
 
 
@@ -222,7 +259,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     """
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -285,12 +322,26 @@ def validate(config: Config) -> None:
         ConfigError: naming the setting and what to do.
     """
     problems = []
-    for name in ("concurrency", "max_jobs_per_child", "max_memory_per_child", "max_attempts",
-                 "max_input_bytes", "max_result_bytes", "max_put_bytes"):
+    for name in (
+        "concurrency",
+        "max_jobs_per_child",
+        "max_memory_per_child",
+        "max_attempts",
+        "max_input_bytes",
+        "max_result_bytes",
+        "max_put_bytes",
+    ):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("connect_timeout", "read_timeout", "fetch_timeout", "max_timeout",
-                 "retry_base", "retry_max", "rsync_timeout"):
+    for name in (
+        "connect_timeout",
+        "read_timeout",
+        "fetch_timeout",
+        "max_timeout",
+        "retry_base",
+        "retry_max",
+        "rsync_timeout",
+    ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
     if config.grace < 0:
@@ -308,7 +359,8 @@ def validate(config: Config) -> None:
     if config.base_url is not None and not config.base_url.startswith(("http://", "https://")):
         problems.append(f"base_url must be an http(s) URL, got {config.base_url!r}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
-        problems.append(f"log_level must be debug, info, warning or error, got "
-                        f"{config.log_level!r}")
+        problems.append(
+            f"log_level must be debug, info, warning or error, got {config.log_level!r}"
+        )
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))

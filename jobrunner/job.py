@@ -64,7 +64,7 @@ class Job:
         """Input URLs by name; a single URL is keyed by ``None``."""
         if isinstance(self.input, str):
             return {None: self.input}
-        return dict(self.input)
+        return {name: url for name, url in self.input.items()}
 
 
 @attrs.frozen(kw_only=True)

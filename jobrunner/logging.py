@@ -15,12 +15,17 @@ import structlog
 
 __all__ = ["configure_logging"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def configure_logging(level: str = "info", *, stream: TextIO | None = None,
-                      json: bool | None = None) -> None:
+def configure_logging(
+    level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
+) -> None:
     """Configure structlog for this process.
 
     Args:

@@ -185,9 +185,10 @@ class JobTypeRegistry:
             raise PluginUnavailable(
                 f"job type {name!r}: its Params must be an attrs class, got {params_cls!r}"
             )
+        run: Callable[[Any], Any]
         if inspect.isclass(obj):
             try:
-                run = obj()
+                run = obj()  # type: ignore[assignment]  # instances are callable
             except Exception as exc:
                 raise PluginUnavailable(
                     f"job type {name!r}: creating {obj.__name__}() failed: {_describe(exc)}"

@@ -97,8 +97,14 @@ class ChildProcess:
         from_child_r, from_child_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jobrunner.child",
-                 str(to_child_r), str(from_child_w), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-m",
+                    "jobrunner.child",
+                    str(to_child_r),
+                    str(from_child_w),
+                    str(os.getpid()),
+                ],
                 pass_fds=(to_child_r, from_child_w),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -163,8 +169,10 @@ class ChildProcess:
             return f"ran {self.jobs_done} jobs (--max-jobs-per-child)"
         limit = self.config.max_memory_per_child * 1024 * 1024
         if self.rss > limit:
-            return (f"uses {self.rss // (1024 * 1024)} MiB "
-                    f"(--max-memory-per-child {self.config.max_memory_per_child})")
+            return (
+                f"uses {self.rss // (1024 * 1024)} MiB "
+                f"(--max-memory-per-child {self.config.max_memory_per_child})"
+            )
         return None
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -91,8 +91,9 @@ class Connection:
             return self._client
         now = time.monotonic()
         if now < self._retry_at:
-            raise QueueError(f"beanstalkd {self.address} is down; next try in "
-                             f"{self._retry_at - now:.1f} s")
+            raise QueueError(
+                f"beanstalkd {self.address} is down; next try in {self._retry_at - now:.1f} s"
+            )
         try:
             sock = socket.create_connection(parse_address(self.address), timeout=SOCKET_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -115,8 +116,9 @@ class Connection:
         self._retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
         if not self._down:
             self._down = True
-            log.warning("queue_disconnected", server=self.address,
-                        error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "queue_disconnected", server=self.address, error=f"{type(exc).__name__}: {exc}"
+            )
 
     def close(self) -> None:
         """Close the socket; the next call reconnects. Reservations are released."""
@@ -139,13 +141,16 @@ class Connection:
         except greenstalk.TimedOutError:
             raise
         except greenstalk.BeanstalkdError as exc:
-            raise QueueError(f"beanstalkd {self.address} refused {method}: "
-                             f"{type(exc).__name__}") from exc
+            raise QueueError(
+                f"beanstalkd {self.address} refused {method}: {type(exc).__name__}"
+            ) from exc
         except (OSError, greenstalk.UnknownResponseError, ValueError, IndexError) as exc:
             # EOF shows up as an unknown (empty) response line from greenstalk.
             self._failed(exc)
-            raise QueueError(f"connection to beanstalkd {self.address} lost during {method}: "
-                             f"{type(exc).__name__}: {exc}") from exc
+            raise QueueError(
+                f"connection to beanstalkd {self.address} lost during {method}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     # -- worker side -----------------------------------------------------
 
@@ -188,8 +193,15 @@ class Connection:
 
     # -- producer and operator side ---------------------------------------
 
-    def put(self, body: bytes, *, tube: str, priority: int = DEFAULT_PRIORITY,
-            delay: int = 0, ttr: int = DEFAULT_TTR) -> int:
+    def put(
+        self,
+        body: bytes,
+        *,
+        tube: str,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> int:
         """Put a job body into ``tube``; return its beanstalkd id."""
         if tube != self.use:
             self._call("use", tube)

@@ -33,19 +33,31 @@ class ResultBuilder:
     @classmethod
     def for_job(cls, job: Job, *, worker: str, attempt: int | None) -> ResultBuilder:
         """Start the documents of one attempt of ``job``."""
-        return cls(job_id=job.id, job_type=job.type, worker=worker, attempt=attempt,
-                   meta=job.meta, started=utcnow(),
-                   provenance=Provenance(job_type=job.type, jobrunner_version=__version__))
+        return cls(
+            job_id=job.id,
+            job_type=job.type,
+            worker=worker,
+            attempt=attempt,
+            meta=job.meta,
+            started=utcnow(),
+            provenance=Provenance(job_type=job.type, jobrunner_version=__version__),
+        )
 
     def _doc(self, status: str, **fields: Any) -> ResultDocument:
         return ResultDocument(
-            id=self.job_id, type=self.job_type, status=status, timestamp=utcnow(),
-            started=self.started, attempt=self.attempt, worker=self.worker,
-            provenance=self.provenance, meta=self.meta, **fields,
+            id=self.job_id,
+            type=self.job_type,
+            status=status,
+            timestamp=utcnow(),
+            started=self.started,
+            attempt=self.attempt,
+            worker=self.worker,
+            provenance=self.provenance,
+            meta=self.meta,
+            **fields,
         )
 
-    def running(self, progress: float | None = None, message: str | None = None
-                ) -> ResultDocument:
+    def running(self, progress: float | None = None, message: str | None = None) -> ResultDocument:
         """The document published while the job runs."""
         return self._doc(RUNNING, progress=progress, message=message)
 
@@ -55,5 +67,10 @@ class ResultBuilder:
 
     def failed(self, failure: JobFailure) -> ResultDocument:
         """The document of a permanently failed job."""
-        return self._doc(FAILED, finished=utcnow(), error=ErrorInfo(
-            code=failure.code, message=failure.message, retryable=failure.retryable))
+        return self._doc(
+            FAILED,
+            finished=utcnow(),
+            error=ErrorInfo(
+                code=failure.code, message=failure.message, retryable=failure.retryable
+            ),
+        )

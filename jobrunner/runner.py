@@ -74,11 +74,12 @@ def backoff_delay(attempt: int, base: float, maximum: float) -> int:
     Returned in whole seconds, as beanstalkd takes them.
     """
     delay = min(maximum, base * 2 ** max(0, attempt - 1))
-    return max(1, round(delay / 2 + random.uniform(0, delay / 2)))
+    return max(1, int(round(delay / 2 + random.uniform(0, delay / 2))))
 
 
-def publish_document(publishers: PublisherChain, url: str, doc: ResultDocument,
-                     max_bytes: int) -> None:
+def publish_document(
+    publishers: PublisherChain, url: str, doc: ResultDocument, max_bytes: int
+) -> None:
     """Encode and publish one result document.
 
     Raises:
@@ -172,8 +173,9 @@ class JobExecutor:
         self.fetcher.close()
         self.publishers.close()
 
-    def execute(self, body: bytes | str, *, attempt: int, max_attempts: int,
-                tube: str | None = None) -> Outcome:
+    def execute(
+        self, body: bytes | str, *, attempt: int, max_attempts: int, tube: str | None = None
+    ) -> Outcome:
         """Run one job and publish its documents; never raises for a job's failure.
 
         Args:
@@ -194,37 +196,52 @@ class JobExecutor:
         except JobFailure as failure:
             return self._failed(job, builder, bound, failure, attempt, max_attempts)
         except Retry as request:
-            return self._failed(job, builder, bound, RetryRequested(request.reason), attempt,
-                                max_attempts, delay=request.delay)
+            return self._failed(
+                job,
+                builder,
+                bound,
+                RetryRequested(request.reason),
+                attempt,
+                max_attempts,
+                delay=request.delay,
+            )
 
     # -- the steps ---------------------------------------------------------
 
-    def _run(self, job: Job, builder: ResultBuilder, bound: Any, attempt: int,
-             max_attempts: int) -> Outcome:
+    def _run(
+        self, job: Job, builder: ResultBuilder, bound: Any, attempt: int, max_attempts: int
+    ) -> Outcome:
         t0 = time.perf_counter()
         if job.expires is not None and job.expires <= utcnow():
-            raise JobExpired(f"the job expired at {codec.format_time(job.expires)} "
-                             "before a worker reserved it; it was not run")
+            raise JobExpired(
+                f"the job expired at {codec.format_time(job.expires)} "
+                "before a worker reserved it; it was not run"
+            )
         job_type = self.registry.get(job.type)
         self.publishers.check(job.result)
         params = self._params(job, job_type)
+        assert builder.provenance is not None  # set by ResultBuilder.for_job
         builder.provenance = attrs.evolve(
-            builder.provenance, plugin=job_type.distribution,  # type: ignore[arg-type]
-            plugin_version=job_type.version)
+            builder.provenance, plugin=job_type.distribution, plugin_version=job_type.version
+        )
         self._publish(job, builder.running(progress=0.0), final=False, log=bound)
         inputs = self.fetcher.fetch_all(job.input_urls)
         builder.provenance = attrs.evolve(
-            builder.provenance,  # type: ignore[arg-type]
-            inputs=[fetched.provenance(name) for name, fetched in inputs.items()])
+            builder.provenance,  # type: ignore[misc]
+            inputs=[fetched.provenance(name) for name, fetched in inputs.items()],
+        )
         t_fetched = time.perf_counter()
         bound.debug("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
         value = inputs[None].value if None in inputs else {k: v.value for k, v in inputs.items()}
         data = self._call(job, job_type, builder, bound, value, params, attempt)
         t_ran = time.perf_counter()
         self._publish(job, builder.done(data), final=True, log=bound)
-        bound.info("job_done", fetch_s=round(t_fetched - t0, 4),
-                   run_s=round(t_ran - t_fetched, 4),
-                   total_s=round(time.perf_counter() - t0, 4))
+        bound.info(
+            "job_done",
+            fetch_s=round(t_fetched - t0, 4),
+            run_s=round(t_ran - t_fetched, 4),
+            total_s=round(time.perf_counter() - t0, 4),
+        )
         return Outcome(action=DELETE, published=True)
 
     def _params(self, job: Job, job_type: LoadedJobType) -> Any:
@@ -237,23 +254,43 @@ class JobExecutor:
         except Exception as exc:  # a Params validator raising something else
             raise InvalidParams(f"params: {type(exc).__name__}: {exc}") from None
 
-    def _call(self, job: Job, job_type: LoadedJobType, builder: ResultBuilder, bound: Any,
-              value: Any, params: Any, attempt: int) -> Any:
+    def _call(
+        self,
+        job: Job,
+        job_type: LoadedJobType,
+        builder: ResultBuilder,
+        bound: Any,
+        value: Any,
+        params: Any,
+        attempt: int,
+    ) -> Any:
         progress = ProgressReporter(
             lambda doc: self._publish(job, doc, final=False, log=bound),
-            builder, self.config.progress_interval)
+            builder,
+            self.config.progress_interval,
+        )
         workdir = Path(tempfile.mkdtemp(prefix=f"jobrunner-{job.id[:40]}-"))
-        ctx = Context(job=job, input=value, params=params, log=bound, workdir=workdir,
-                      attempt=attempt, progress_callback=progress,
-                      fetch_callback=lambda url: self.fetcher.fetch(url).value)
+        ctx = Context(
+            job=job,
+            input=value,
+            params=params,
+            log=bound,
+            workdir=workdir,
+            attempt=attempt,
+            progress_callback=progress,
+            fetch_callback=lambda url: self.fetcher.fetch(url).value,
+        )
         bound.info("job_started")
         try:
             return job_type.run(ctx)
         except (JobFailure, Retry):
             raise
         except Exception as exc:
-            bound.warning("job_plugin_error", error=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(limit=20))
+            bound.warning(
+                "job_plugin_error",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(limit=20),
+            )
             raise PluginError(f"{type(exc).__name__}: {exc}") from None
         finally:
             progress.close()
@@ -268,21 +305,33 @@ class JobExecutor:
             # A lost status document is not worth failing the job for.
             log.warning("status_publish_failed", status=doc.status, error=failure.message)
 
-    def _failed(self, job: Job, builder: ResultBuilder, bound: Any, failure: JobFailure,
-                attempt: int, max_attempts: int, delay: float | None = None) -> Outcome:
+    def _failed(
+        self,
+        job: Job,
+        builder: ResultBuilder,
+        bound: Any,
+        failure: JobFailure,
+        attempt: int,
+        max_attempts: int,
+        delay: float | None = None,
+    ) -> Outcome:
         if failure.retryable and attempt < max_attempts:
-            wait = (round(delay) if delay is not None else
-                    backoff_delay(attempt, self.config.retry_base, self.config.retry_max))
+            wait = (
+                round(delay)
+                if delay is not None
+                else backoff_delay(attempt, self.config.retry_base, self.config.retry_max)
+            )
             bound.warning("job_retry", code=failure.code, error=failure.message, delay=wait)
-            note = (f"attempt {attempt} of {max_attempts} failed ({failure.code}: "
-                    f"{failure.message}); retrying in {wait} s")
+            note = (
+                f"attempt {attempt} of {max_attempts} failed ({failure.code}: "
+                f"{failure.message}); retrying in {wait} s"
+            )
             self._publish(job, builder.running(message=note), final=False, log=bound)
-            return Outcome(action=RELEASE, delay=wait, code=failure.code,
-                           message=failure.message)
+            return Outcome(action=RELEASE, delay=wait, code=failure.code, message=failure.message)
         if failure.retryable:
             failure = RetriesExhausted(
-                f"gave up after {attempt} attempt(s); last error {failure.code}: "
-                f"{failure.message}")
+                f"gave up after {attempt} attempt(s); last error {failure.code}: {failure.message}"
+            )
         expired = isinstance(failure, JobExpired)
         bound.warning("job_failed", code=failure.code, error=failure.message)
         published = False
@@ -295,8 +344,12 @@ class JobExecutor:
                 wait = backoff_delay(attempt, self.config.retry_base, self.config.retry_max)
                 return Outcome(action=RELEASE, delay=wait, code=exc.code, message=exc.message)
         # An expired job has nothing to repair: delete it rather than bury it.
-        return Outcome(action=DELETE if expired else BURY, code=failure.code,
-                       message=failure.message, published=published)
+        return Outcome(
+            action=DELETE if expired else BURY,
+            code=failure.code,
+            message=failure.message,
+            published=published,
+        )
 
 
 def outcome_from_json(text: bytes | str) -> Outcome:

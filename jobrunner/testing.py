@@ -35,8 +35,9 @@ __all__ = ["JobRun", "RecordingLogger", "make_job", "run_job"]
 class RecordingLogger:
     """A structlog-like logger that records events as dicts in ``events``."""
 
-    def __init__(self, events: list[dict[str, Any]] | None = None,
-                 context: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, events: list[dict[str, Any]] | None = None, context: dict[str, Any] | None = None
+    ) -> None:
         self.events = events if events is not None else []
         self._context = dict(context or {})
 
@@ -78,12 +79,23 @@ class JobRun:
     job: Job
 
 
-def make_job(job_type: str = "test", *, input: str | dict[str, str] = "https://inputs.test/in",
-             params: Mapping[str, Any] | None = None, **fields: Any) -> Job:
+def make_job(
+    job_type: str = "test",
+    *,
+    input: str | dict[str, str] = "https://inputs.test/in",
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> Job:
     """Build a valid :class:`~jobrunner.job.Job` for tests."""
-    return Job(id=fields.pop("id", str(uuid.uuid4())), type=job_type, input=input,
-               result=fields.pop("result", "https://results.test/r.json"),
-               params=dict(params or {}), created=fields.pop("created", utcnow()), **fields)
+    return Job(
+        id=fields.pop("id", str(uuid.uuid4())),
+        type=job_type,
+        input=input,
+        result=fields.pop("result", "https://results.test/r.json"),
+        params=dict(params or {}),
+        created=fields.pop("created", utcnow()),
+        **fields,
+    )
 
 
 def run_job(
@@ -120,7 +132,7 @@ def run_job(
             raise
         except Exception as exc:
             raise InvalidParams(f"params: {type(exc).__name__}: {exc}") from None
-    runner = job_type() if inspect.isclass(job_type) else job_type
+    runner: Callable[[Context], Any] = job_type() if inspect.isclass(job_type) else job_type  # type: ignore[assignment]
     progress: list[tuple[float, str | None]] = []
     logger = RecordingLogger().bind(job_id=job.id, job_type=job.type)
 
@@ -133,15 +145,20 @@ def run_job(
 
     workdir = Path(tempfile.mkdtemp(prefix="jobrunner-test-"))
     try:
-        ctx = Context(job=job, input=input, params=value, log=logger, workdir=workdir,
-                      progress_callback=lambda f, m: progress.append((f, m)),
-                      fetch_callback=do_fetch)
+        ctx = Context(
+            job=job,
+            input=input,
+            params=value,
+            log=logger,
+            workdir=workdir,
+            progress_callback=lambda f, m: progress.append((f, m)),
+            fetch_callback=do_fetch,
+        )
         data = runner(ctx)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     try:
         data = json.loads(json.dumps(data, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise AssertionError(f"the job type returned data that is not strict JSON: {exc}"
-                             ) from None
+        raise AssertionError(f"the job type returned data that is not strict JSON: {exc}") from None
     return JobRun(data=data, progress=progress, logs=logger.events, job=job)

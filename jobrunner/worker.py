@@ -81,9 +81,14 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        log.info("worker_started", servers=list(self.config.beanstalk),
-                 tubes=list(self.config.tube), concurrency=self.config.concurrency,
-                 publishers=list(self.config.publisher), worker=self.config.worker_name)
+        log.info(
+            "worker_started",
+            servers=list(self.config.beanstalk),
+            tubes=list(self.config.tube),
+            concurrency=self.config.concurrency,
+            publishers=list(self.config.publisher),
+            worker=self.config.worker_name,
+        )
         for slot in self.slots:
             slot.start()
         while any(slot.is_alive() for slot in self.slots):
@@ -98,8 +103,11 @@ class Worker:
         if not self.stopping.is_set():
             self.stop_deadline = time.monotonic() + self.config.grace
             self.stopping.set()
-            log.info("worker_stopping", grace=self.config.grace,
-                     running=sum(1 for slot in self.slots if slot.busy))
+            log.info(
+                "worker_stopping",
+                grace=self.config.grace,
+                running=sum(1 for slot in self.slots if slot.busy),
+            )
         if now:
             self.aborting.set()
             log.warning("worker_aborting", running=sum(1 for slot in self.slots if slot.busy))
@@ -110,14 +118,16 @@ class Worker:
 
     # -- publication from the worker process (crash, time-out, invalid job) --
 
-    def publish_failure(self, url: str, builder: ResultBuilder, failure: JobFailure,
-                        bound: Any) -> bool:
+    def publish_failure(
+        self, url: str, builder: ResultBuilder, failure: JobFailure, bound: Any
+    ) -> bool:
         """Publish a ``failed`` document from the worker process; True when it got out."""
         try:
             with self._publish_lock:
                 self.publishers.check(url)
-                publish_document(self.publishers, url, builder.failed(failure),
-                                 self.config.max_result_bytes)
+                publish_document(
+                    self.publishers, url, builder.failed(failure), self.config.max_result_bytes
+                )
         except JobFailure as exc:
             bound.warning("failure_publish_failed", code=exc.code, error=exc.message)
             return False
@@ -133,8 +143,9 @@ class Slot(threading.Thread):
         self.config = worker.config
         self.index = index
         self.busy = False
-        self.connections = [Connection(address, watch=self.config.tube)
-                            for address in self.config.beanstalk]
+        self.connections = [
+            Connection(address, watch=self.config.tube) for address in self.config.beanstalk
+        ]
         self.child = ChildProcess(self.config, index)
         self._turn = index  # spreads the slots' blocking reserves over the servers
 
@@ -182,7 +193,7 @@ class Slot(threading.Thread):
             order = conns
         else:
             self._turn = (self._turn + 1) % len(conns)
-            order = conns[self._turn:] + conns[:self._turn]
+            order = conns[self._turn :] + conns[: self._turn]
             # Take ready work from any server first, then block briefly on one.
             for conn in order[1:]:
                 try:
@@ -200,8 +211,9 @@ class Slot(threading.Thread):
             return None
         return (job, conn) if job is not None else None
 
-    def _ack(self, conn: Connection, job_id: int, action: str, priority: int, delay: int,
-             bound: Any) -> None:
+    def _ack(
+        self, conn: Connection, job_id: int, action: str, priority: int, delay: int, bound: Any
+    ) -> None:
         try:
             if action == DELETE:
                 conn.delete(job_id)
@@ -228,12 +240,17 @@ class Slot(threading.Thread):
             return
         attempt, ttr = int(stats["reserves"]), max(1, int(stats["ttr"]))
         tube, priority = str(stats["tube"]), int(stats["pri"])
-        bound = log.bind(beanstalk_id=reserved.id, server=reserved.server, tube=tube,
-                         attempt=attempt, slot=self.index)
+        bound = log.bind(
+            beanstalk_id=reserved.id,
+            server=reserved.server,
+            tube=tube,
+            attempt=attempt,
+            slot=self.index,
+        )
         try:
             job = codec.decode_job(reserved.body)
-        except InvalidJob as failure:
-            self._invalid_job(reserved, failure, bound)
+        except InvalidJob as invalid:
+            self._invalid_job(reserved, invalid, bound)
             self.worker.count("jobs_invalid_job")
             self._ack(conn, reserved.id, BURY, priority, 0, bound)
             return
@@ -242,13 +259,21 @@ class Slot(threading.Thread):
         max_attempts = job.max_attempts or self.config.max_attempts
         timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
         try:
-            self.child.send({"body": reserved.body.decode("utf-8"), "attempt": attempt,
-                             "max_attempts": max_attempts, "tube": tube})
+            self.child.send(
+                {
+                    "body": reserved.body.decode("utf-8"),
+                    "attempt": attempt,
+                    "max_attempts": max_attempts,
+                    "tube": tube,
+                }
+            )
             reply = self._watch(reserved, conn, ttr, t0 + timeout, bound)
         except ChildDied as exc:
-            failure = WorkerCrash(f"the process running the job died ({exc.description}); "
-                                  "the job type crashed or ran out of memory")
-            reply = self._fail_here(job, attempt, failure, bound)
+            crash = WorkerCrash(
+                f"the process running the job died ({exc.description}); "
+                "the job type crashed or ran out of memory"
+            )
+            reply = self._fail_here(job, attempt, crash, bound)
             self.worker.count("child_crashes")
             self.child.kill()
         if reply is None:  # shutting down: give the job back at once
@@ -256,9 +281,11 @@ class Slot(threading.Thread):
             self.worker.count("jobs_released_on_stop")
             return
         if reply.get("timeout"):
-            failure = JobTimeout(f"the job ran longer than its time-out of {timeout:g} s and "
-                                 "was stopped; raise 'timeout' in the job (up to --max-timeout) "
-                                 "or make it faster")
+            failure = JobTimeout(
+                f"the job ran longer than its time-out of {timeout:g} s and "
+                "was stopped; raise 'timeout' in the job (up to --max-timeout) "
+                "or make it faster"
+            )
             self.child.kill()
             reply = self._fail_here(job, attempt, failure, bound)
             self.worker.count("jobs_timeout")
@@ -268,8 +295,9 @@ class Slot(threading.Thread):
         self._ack(conn, reserved.id, action, priority, int(reply.get("delay", 0)), bound)
         bound.debug("job_handled", action=action, duration_s=round(time.monotonic() - t0, 4))
 
-    def _watch(self, reserved: Reserved, conn: Connection, ttr: int, deadline: float,
-               bound: Any) -> dict[str, Any] | None:
+    def _watch(
+        self, reserved: Reserved, conn: Connection, ttr: int, deadline: float, bound: Any
+    ) -> dict[str, Any] | None:
         """Wait for the child's answer, touching the reservation and enforcing limits.
 
         Returns the child's reply, ``{"timeout": True}`` past the deadline, or
@@ -301,8 +329,7 @@ class Slot(threading.Thread):
                 except QueueError as exc:
                     bound.warning("job_touch_failed", error=str(exc))
 
-    def _fail_here(self, job: Any, attempt: int, failure: JobFailure, bound: Any
-                   ) -> dict[str, Any]:
+    def _fail_here(self, job: Any, attempt: int, failure: JobFailure, bound: Any) -> dict[str, Any]:
         bound.warning("job_failed", code=failure.code, error=failure.message)
         builder = ResultBuilder.for_job(job, worker=self.config.worker_name, attempt=attempt)
         published = self.worker.publish_failure(job.result, builder, failure, bound)
@@ -317,8 +344,7 @@ class Slot(threading.Thread):
             return
         if not isinstance(doc, dict) or not isinstance(doc.get("result"), str):
             return
-        job_id = doc.get("id") if isinstance(doc.get("id"), str) else f"beanstalk-{reserved.id}"
-        job_type = doc.get("type") if isinstance(doc.get("type"), str) else "unknown"
-        builder = ResultBuilder(job_id=job_id, job_type=job_type,
-                                worker=self.config.worker_name)
+        job_id = doc["id"] if isinstance(doc.get("id"), str) else f"beanstalk-{reserved.id}"
+        job_type = doc["type"] if isinstance(doc.get("type"), str) else "unknown"
+        builder = ResultBuilder(job_id=job_id, job_type=job_type, worker=self.config.worker_name)
         self.worker.publish_failure(doc["result"], builder, failure, bound)

@@ -30,8 +30,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -58,11 +62,14 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 def require_binary(name: str) -> str:
     """Path of a system binary; skip locally when missing, fail under CI."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}")
-                                  else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if path is None:
-        message = (f"{name} is not installed: run the README's test command "
-                   f"(scripts/test.sh), which installs it with apt-get")
+        message = (
+            f"{name} is not installed: run the README's test command "
+            f"(scripts/test.sh), which installs it with apt-get"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
@@ -128,8 +135,14 @@ class Beanstalkd:
             conn.close()
 
 
-def put_raw(port: int, body: bytes, tube: str = "default", priority: int = 100,
-            delay: int = 0, ttr: int = 60) -> int:
+def put_raw(
+    port: int,
+    body: bytes,
+    tube: str = "default",
+    priority: int = 100,
+    delay: int = 0,
+    ttr: int = 60,
+) -> int:
     """Put a job over a raw socket, as a PHP or JavaScript client would; return its id."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         reader = sock.makefile("rb")
@@ -144,12 +157,14 @@ def put_raw(port: int, body: bytes, tube: str = "default", priority: int = 100,
 class LoggedProcess:
     """A child process whose JSON-lines stderr is collected as events."""
 
-    def __init__(self, cmd: list[str], env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         full_env = {**os.environ, **(env or {})}
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=full_env, cwd=cwd)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd
+        )
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -171,11 +186,15 @@ class LoggedProcess:
 
     def find(self, event: str, **match: Any) -> list[dict[str, Any]]:
         with self._lock:
-            return [e for e in self.events if e.get("event") == event
-                    and all(e.get(k) == v for k, v in match.items())]
+            return [
+                e
+                for e in self.events
+                if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+            ]
 
-    def wait_event(self, event: str, timeout: float = 15.0, count: int = 1,
-                   **match: Any) -> list[dict[str, Any]]:
+    def wait_event(
+        self, event: str, timeout: float = 15.0, count: int = 1, **match: Any
+    ) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]] | None:
             hits = self.find(event, **match)
             return hits if len(hits) >= count else None
@@ -183,7 +202,9 @@ class LoggedProcess:
         try:
             result: list[dict[str, Any]] = wait_for(found, timeout, what=f"event {event}")
         except AssertionError:
-            raise AssertionError(f"no {event} event; log tail:\n" + "\n".join(self.lines[-30:]))
+            raise AssertionError(
+                f"no {event} event; log tail:\n" + "\n".join(self.lines[-30:])
+            ) from None
         return result
 
     @property
@@ -215,14 +236,18 @@ def jobrunner_cmd(*args: str) -> list[str]:
 class ResultsServer:
     """``jobrunner serve`` on a free port, as a subprocess."""
 
-    def __init__(self, results_dir: Path, *extra: str, env: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(
+        self, results_dir: Path, *extra: str, env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.results_dir = results_dir
         results_dir.mkdir(parents=True, exist_ok=True)
-        self.process = LoggedProcess(jobrunner_cmd(
-            "serve", "--results-dir", str(results_dir), "--port", str(self.port), *extra),
-            env=env)
+        self.process = LoggedProcess(
+            jobrunner_cmd(
+                "serve", "--results-dir", str(results_dir), "--port", str(self.port), *extra
+            ),
+            env=env,
+        )
         wait_for_port(self.port, timeout=20)
 
     @property
@@ -241,8 +266,12 @@ class ResultsServer:
 
 def worker_env(**overrides: str) -> dict[str, str]:
     """Environment for a test worker: JSON logs, small retry delays."""
-    env = {"JOBRUNNER_LOG_LEVEL": "info", "JOBRUNNER_RETRY_BASE": "1",
-           "JOBRUNNER_RETRY_MAX": "2", "JOBRUNNER_FSYNC": "true"}
+    env = {
+        "JOBRUNNER_LOG_LEVEL": "info",
+        "JOBRUNNER_RETRY_BASE": "1",
+        "JOBRUNNER_RETRY_MAX": "2",
+        "JOBRUNNER_FSYNC": "true",
+    }
     env.update(overrides)
     return env
 
@@ -250,13 +279,30 @@ def worker_env(**overrides: str) -> dict[str, str]:
 class Worker(LoggedProcess):
     """``jobrunner work`` as a subprocess, waiting until its slots have started."""
 
-    def __init__(self, beanstalk: str | list[str], results_dir: Path, base_url: str,
-                 *extra: str, concurrency: int = 1, env: Mapping[str, str] | None = None,
-                 wait_ready: bool = True) -> None:
+    def __init__(
+        self,
+        beanstalk: str | list[str],
+        results_dir: Path,
+        base_url: str,
+        *extra: str,
+        concurrency: int = 1,
+        env: Mapping[str, str] | None = None,
+        wait_ready: bool = True,
+    ) -> None:
         servers = [beanstalk] if isinstance(beanstalk, str) else beanstalk
-        args = ["work", "--results-dir", str(results_dir), "--base-url", base_url,
-                "--concurrency", str(concurrency), "--allow-host", "127.0.0.1",
-                "--allow-host", "localhost"]
+        args = [
+            "work",
+            "--results-dir",
+            str(results_dir),
+            "--base-url",
+            base_url,
+            "--concurrency",
+            str(concurrency),
+            "--allow-host",
+            "127.0.0.1",
+            "--allow-host",
+            "localhost",
+        ]
         for server in servers:
             args += ["--beanstalk", server]
         super().__init__(jobrunner_cmd(*args, *extra), env=worker_env(**dict(env or {})))
@@ -272,8 +318,9 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def wait_for_status(path: Path, statuses: tuple[str, ...] = ("done", "failed"),
-                    timeout: float = 20.0) -> dict[str, Any]:
+def wait_for_status(
+    path: Path, statuses: tuple[str, ...] = ("done", "failed"), timeout: float = 20.0
+) -> dict[str, Any]:
     """Wait until the result document at ``path`` has one of ``statuses``."""
 
     def ready() -> dict[str, Any] | None:

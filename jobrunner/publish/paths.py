@@ -53,7 +53,7 @@ def relative_result_path(url: str, base_url: str) -> str:
             f"result URL {url!r} is not under the results base URL {base_url!r}; "
             "submit jobs with a result URL below the worker's --base-url"
         )
-    rel = path[len(base_path):]
+    rel = path[len(base_path) :]
     if len(rel) > MAX_PATH_LENGTH:
         raise ResultRefused(f"result URL {url!r}: path longer than {MAX_PATH_LENGTH} characters")
     if not rel or rel.endswith("/"):

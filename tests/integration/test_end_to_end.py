@@ -38,8 +38,13 @@ def test_job_from_client_is_published_and_served(
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         with Client(beanstalkd.address) as client:
-            job_id = client.submit("echo", input_url, results_server.base_url + "a/b/r1.json",
-                                   {"x": 1}, meta={"user": 7})
+            job_id = client.submit(
+                "echo",
+                input_url,
+                results_server.base_url + "a/b/r1.json",
+                {"x": 1},
+                meta={"user": 7},
+            )
         doc = wait_for_status(results_server.results_dir / "a" / "b" / "r1.json")
         assert doc["status"] == "done"
         assert doc["id"] == job_id
@@ -53,8 +58,9 @@ def test_job_from_client_is_published_and_served(
         assert served.status_code == 200
         assert served.headers["content-type"].startswith("application/json")
         assert served.json() == doc
-        wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-reserved") == 0,
-                 what="job deleted")
+        wait_for(
+            lambda: beanstalkd.tube_stats().get("current-jobs-reserved") == 0, what="job deleted"
+        )
         stats = beanstalkd.tube_stats()
         assert stats["current-jobs-ready"] == 0
         assert stats["current-jobs-buried"] == 0
@@ -68,10 +74,15 @@ def test_job_put_over_raw_socket_runs(
 ) -> None:
     """A job document put by a non-Python client over the bare protocol runs end to end."""
     input_url = _write_input(inputs_server, "in.json", [1, 2, 3])
-    body = json.dumps({
-        "id": "php-client-1", "type": "echo", "input": input_url,
-        "result": results_server.base_url + "raw.json", "created": "2026-11-28T12:00:00Z",
-    }).encode()
+    body = json.dumps(
+        {
+            "id": "php-client-1",
+            "type": "echo",
+            "input": input_url,
+            "result": results_server.base_url + "raw.json",
+            "created": "2026-11-28T12:00:00Z",
+        }
+    ).encode()
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         put_raw(beanstalkd.port, body)
@@ -94,8 +105,11 @@ def test_several_named_inputs(
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         with Client(beanstalkd.address) as client:
-            client.submit("echo", {"load": load, "pv": inputs_server.base_url + "pv.csv"},
-                          results_server.base_url + "multi.json")
+            client.submit(
+                "echo",
+                {"load": load, "pv": inputs_server.base_url + "pv.csv"},
+                results_server.base_url + "multi.json",
+            )
         doc = wait_for_status(results_server.results_dir / "multi.json")
         assert doc["status"] == "done", doc
         assert doc["data"]["input"] == {"load": [[0, 1]], "pv": "ts,value\n0,2\n"}
@@ -109,16 +123,39 @@ def test_several_named_inputs(
     ("body", "code", "has_document"),
     [
         (b"\xff\xfe not utf-8", "invalid_job", False),
-        (json.dumps({"id": "x1", "type": "no_such_type", "input": "http://127.0.0.1:1/in",
-                     "result": "RESULT", "created": "2026-01-01T00:00:00Z"}).encode(),
-         "unknown_type", True),
-        (json.dumps({"id": "x2", "tpye": "echo", "input": "http://127.0.0.1:1/in",
-                     "result": "RESULT", "created": "2026-01-01T00:00:00Z"}).encode(),
-         "invalid_job", True),
+        (
+            json.dumps(
+                {
+                    "id": "x1",
+                    "type": "no_such_type",
+                    "input": "http://127.0.0.1:1/in",
+                    "result": "RESULT",
+                    "created": "2026-01-01T00:00:00Z",
+                }
+            ).encode(),
+            "unknown_type",
+            True,
+        ),
+        (
+            json.dumps(
+                {
+                    "id": "x2",
+                    "tpye": "echo",
+                    "input": "http://127.0.0.1:1/in",
+                    "result": "RESULT",
+                    "created": "2026-01-01T00:00:00Z",
+                }
+            ).encode(),
+            "invalid_job",
+            True,
+        ),
     ],
 )
 def test_permanent_failure_publishes_failed_and_buries(
-    beanstalkd: Beanstalkd, results_server: ResultsServer, body: bytes, code: str,
+    beanstalkd: Beanstalkd,
+    results_server: ResultsServer,
+    body: bytes,
+    code: str,
     has_document: bool,
 ) -> None:
     """A bad job ends in a failed document (where the URL is usable), is buried, and the
@@ -128,8 +165,7 @@ def test_permanent_failure_publishes_failed_and_buries(
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         put_raw(beanstalkd.port, body)
-        wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1,
-                 what="job buried")
+        wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1, what="job buried")
         if has_document:  # the result URL is readable from the document
             doc = wait_for_status(results_server.results_dir / "bad.json")
             assert doc["status"] == "failed"
@@ -139,8 +175,9 @@ def test_permanent_failure_publishes_failed_and_buries(
         # The same worker still serves good jobs.
         (results_server.results_dir / "in.json").write_text("{}")
         with Client(beanstalkd.address) as client:
-            client.submit("echo", results_server.base_url + "in.json",
-                          results_server.base_url + "good.json")
+            client.submit(
+                "echo", results_server.base_url + "in.json", results_server.base_url + "good.json"
+            )
         assert wait_for_status(results_server.results_dir / "good.json")["status"] == "done"
     finally:
         worker.stop()
@@ -154,10 +191,10 @@ def test_result_url_outside_base_is_refused(
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         with Client(beanstalkd.address) as client:
-            client.submit("echo", results_server.base_url + "in.json",
-                          "http://elsewhere.test/r.json")
-        wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1,
-                 what="job buried")
+            client.submit(
+                "echo", results_server.base_url + "in.json", "http://elsewhere.test/r.json"
+            )
+        wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1, what="job buried")
         worker.wait_event("job_failed", code="result_refused")
         assert sorted(p.name for p in results_server.results_dir.iterdir()) == ["in.json"]
     finally:
@@ -172,18 +209,32 @@ def test_cli_submit_and_plugins(beanstalkd: Beanstalkd, results_server: ResultsS
     worker = Worker(beanstalkd.address, results_server.results_dir, results_server.base_url)
     try:
         out = subprocess.run(
-            jobrunner_cmd("submit", "--beanstalk", beanstalkd.address, "--type", "echo",
-                          "--input", results_server.base_url + "in.json",
-                          "--result", results_server.base_url + "cli.json",
-                          "--param", "n=3", "--param", "name=abc"),
-            capture_output=True, text=True, timeout=30, check=True)
+            jobrunner_cmd(
+                "submit",
+                "--beanstalk",
+                beanstalkd.address,
+                "--type",
+                "echo",
+                "--input",
+                results_server.base_url + "in.json",
+                "--result",
+                results_server.base_url + "cli.json",
+                "--param",
+                "n=3",
+                "--param",
+                "name=abc",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         job_id = out.stdout.strip()
         doc = wait_for_status(results_server.results_dir / "cli.json")
         assert doc["id"] == job_id
         assert doc["data"] == {"input": {"a": 1}, "params": {"n": 3, "name": "abc"}}
     finally:
         worker.stop()
-    listing = subprocess.run(jobrunner_cmd("plugins"), capture_output=True, text=True,
-                             timeout=30)
+    listing = subprocess.run(jobrunner_cmd("plugins"), capture_output=True, text=True, timeout=30)
     assert re.search(r"^\s+echo\s", listing.stdout, re.M), listing.stdout
     assert re.search(r"^\s+file\s", listing.stdout, re.M), listing.stdout

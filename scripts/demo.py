@@ -1,0 +1,181 @@
+"""The main job end to end; run through scripts/demo.sh (which sets everything up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+JOBRUNNER = [sys.executable, "-m", "jobrunner"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"demo: nothing listens on port {port} after {timeout} s")
+
+
+def fetch_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return None
+
+
+def demo_input(inputs: Path) -> tuple[str, str, dict]:
+    """The job type, input file name and params of the demo job.
+
+    A real prediction on real smart-meter-like demand data when the prediction
+    plugin and its data set are installed; the built-in echo job otherwise.
+    """
+    try:
+        from jobrunner_prediction.realdata import demand_series  # type: ignore[import-not-found]
+
+        series = demand_series()
+    except Exception:  # the plugin or its data set is not installed
+        (inputs / "hello.json").write_text(json.dumps({"hello": "world"}))
+        return "echo", "hello.json", {"demo": True}
+    (inputs / "demand.json").write_text(json.dumps(series))
+    return "prediction", "demand.json", {"horizon": "24h", "method": "auto"}
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="jobrunner-demo-"))
+    results, inputs = work / "results", work / "inputs"
+    results.mkdir()
+    inputs.mkdir()
+    bs_port, results_port, inputs_port = free_port(), free_port(), free_port()
+    beanstalk = f"127.0.0.1:{bs_port}"
+    base_url = f"http://127.0.0.1:{results_port}/"
+    procs: list[subprocess.Popen[bytes]] = []
+    log = open(work / "services.log", "wb")  # noqa: SIM115 - closed in finally
+
+    def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        procs.append(proc)
+        return proc
+
+    try:
+        beanstalkd = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+        (work / "binlog").mkdir()
+        start([beanstalkd, "-l", "127.0.0.1", "-p", str(bs_port), "-b", str(work / "binlog")])
+        wait_port(bs_port)
+        start(
+            [
+                *JOBRUNNER,
+                "serve",
+                "--results-dir",
+                str(results),
+                "--port",
+                str(results_port),
+                "--cors-origin",
+                "*",
+            ]
+        )
+        start([*JOBRUNNER, "serve", "--results-dir", str(inputs), "--port", str(inputs_port)])
+        wait_port(results_port)
+        wait_port(inputs_port)
+        job_type, input_name, params = demo_input(inputs)
+        start(
+            [
+                *JOBRUNNER,
+                "work",
+                "--beanstalk",
+                beanstalk,
+                "--results-dir",
+                str(results),
+                "--base-url",
+                base_url,
+                "--allow-host",
+                "127.0.0.1",
+                "--concurrency",
+                "2",
+            ]
+        )
+        result_url = base_url + "demo/result.json"
+        submit = subprocess.run(
+            [
+                *JOBRUNNER,
+                "submit",
+                "--beanstalk",
+                beanstalk,
+                "--type",
+                job_type,
+                "--input",
+                f"http://127.0.0.1:{inputs_port}/{input_name}",
+                "--result",
+                result_url,
+                "--params",
+                json.dumps(params),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        print(f"submitted {job_type} job {submit.stdout.strip()}")
+        print(f"result URL: {result_url}")
+        deadline = time.monotonic() + 120
+        doc = None
+        while time.monotonic() < deadline:
+            doc = fetch_json(result_url)
+            if doc and doc.get("status") in ("done", "failed"):
+                break
+            if doc:
+                print(f"  status {doc['status']} progress {doc.get('progress')}")
+            time.sleep(0.5)
+        if not doc or doc.get("status") not in ("done", "failed"):
+            print("demo: no final result within 120 s; see " + str(work / "services.log"))
+            return 1
+        summary = {
+            k: doc.get(k)
+            for k in ("id", "type", "status", "timestamp", "attempt", "worker", "error")
+        }
+        print("result document:", json.dumps(summary, indent=2))
+        data = doc.get("data") or {}
+        if job_type == "prediction" and isinstance(data, dict):
+            forecast = data.get("forecast") or []
+            print(
+                f"forecast: {len(forecast)} points with method {data.get('method')}, "
+                f"back-test MAPE {data.get('backtest', {}).get('mape')}"
+            )
+            for ts, value in forecast[:: max(1, len(forecast) // 8)]:
+                print(f"  {time.strftime('%Y-%m-%d %H:%M', time.gmtime(ts))} UTC  {value:10.1f}")
+        else:
+            print("data:", json.dumps(data)[:400])
+        return 0 if doc["status"] == "done" else 1
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+        if os.environ.get("KEEP_DEMO") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

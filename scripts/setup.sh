@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up a development machine (Debian/Ubuntu): system packages, a virtualenv
+# in .venv, jobrunner and every plugin distribution in plugins/.
+# Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ "${JOBRUNNER_BROWSER_TESTS:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian package starts a system beanstalkd on port 11300; our scripts and
+# tests start their own on free ports, so that one is not needed (nor harmful).
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating virtualenv .venv"
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+plugins=()
+for dir in plugins/*/; do
+  [ -f "$dir/setup.cfg" ] || continue
+  if grep -q '^test *=' "$dir/setup.cfg"; then plugins+=(-e "${dir%/}[test]"); else plugins+=(-e "${dir%/}"); fi
+done
+echo "setup: installing jobrunner and ${#plugins[@]} plugin option(s) into .venv"
+.venv/bin/python -m pip install -q -e ".[test,dev]" "${plugins[@]}"
