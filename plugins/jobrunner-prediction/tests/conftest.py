@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from jobrunner.testing import JobRun, run_job
+
+from jobrunner_prediction import Prediction
 
 START = 1_700_006_400  # a Wednesday, 00:00 UTC
 
@@ -33,30 +36,6 @@ def load_pairs() -> list[list[float]]:
     return [[START + 1800 * i, float(v)] for i, v in enumerate(values)]
 
 
-def run_prediction(input: object, params: dict[str, object]) -> object:
+def run_prediction(input: object, params: dict[str, object]) -> JobRun:
     """Run the job type as the worker would, through jobrunner's public test helper."""
-    from jobrunner_prediction import Prediction
-
-    try:
-        from jobrunner.testing import run_job
-    except ImportError:  # the core's helper is not there yet: an equivalent stand-in
-        return _stand_in_run_job(Prediction, input, params)
     return run_job(Prediction, input=input, params=params)
-
-
-def _stand_in_run_job(job_type: type, input: object, params: dict[str, object]) -> object:
-    import json
-    from types import SimpleNamespace
-
-    import structlog
-    from jobrunner.codec import structure_params
-
-    progress: list[tuple[float, str | None]] = []
-    ctx = SimpleNamespace(
-        input=input,
-        params=structure_params(params, job_type.Params),
-        progress=lambda fraction, message=None: progress.append((fraction, message)),
-        log=structlog.get_logger(),
-    )
-    data = json.loads(json.dumps(job_type()(ctx), allow_nan=False))
-    return SimpleNamespace(data=data, progress=progress, logs=[])

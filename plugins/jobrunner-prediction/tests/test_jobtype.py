@@ -101,3 +101,11 @@ def test_output_is_strict_json_without_nan(load_pairs: list[list[float]]) -> Non
     data = run_prediction(load_pairs, {"horizon": "1d", "method": "seasonal_naive_day"}).data
     numbers = [v for key in ("forecast", "lower", "upper") for pair in data[key] for v in pair]
     assert all(math.isfinite(v) for v in numbers)
+
+
+def test_cleaning_and_the_chosen_method_are_logged(load_pairs: list[list[float]]) -> None:
+    """The job logs what cleaning found and which method it used, as structured events."""
+    logs = run_prediction(load_pairs, {"horizon": "1h"}).logs
+    events = {entry["event"]: entry for entry in logs}
+    assert events["series_cleaned"]["points"] == len(load_pairs)
+    assert events["forecast_done"]["method"] in ("holt_winters", "seasonal_naive_week")

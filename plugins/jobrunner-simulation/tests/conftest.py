@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from jobrunner.testing import JobRun, run_job
+
+from jobrunner_simulation import Simulation
 
 START = 1_718_841_600  # 2024-06-20 00:00 UTC, near midsummer
 
@@ -22,30 +25,6 @@ def pairs(values: np.ndarray, step: int = 900, start: int = START) -> list[list[
     return [[start + step * i, float(v)] for i, v in enumerate(values)]
 
 
-def run_simulation(input: object, params: dict[str, object]) -> object:
+def run_simulation(input: object, params: dict[str, object]) -> JobRun:
     """Run the job type as the worker would, through jobrunner's public test helper."""
-    from jobrunner_simulation import Simulation
-
-    try:
-        from jobrunner.testing import run_job
-    except ImportError:  # the core's helper is not there yet: an equivalent stand-in
-        return _stand_in_run_job(Simulation, input, params)
     return run_job(Simulation, input=input, params=params)
-
-
-def _stand_in_run_job(job_type: type, input: object, params: dict[str, object]) -> object:
-    import json
-    from types import SimpleNamespace
-
-    import structlog
-    from jobrunner.codec import structure_params
-
-    progress: list[tuple[float, str | None]] = []
-    ctx = SimpleNamespace(
-        input=input,
-        params=structure_params(params, job_type.Params),
-        progress=lambda fraction, message=None: progress.append((fraction, message)),
-        log=structlog.get_logger(),
-    )
-    data = json.loads(json.dumps(job_type()(ctx), allow_nan=False))
-    return SimpleNamespace(data=data, progress=progress, logs=[])
