@@ -99,7 +99,7 @@ def publish_document(
             f"result document is {len(body)} bytes, the limit is {max_bytes} "
             "(--max-result-bytes); publish large data separately and link it from the result"
         )
-    publishers.publish(url, body)
+    publishers.publish(url, body, final=doc.is_final)
 
 
 class ProgressReporter:

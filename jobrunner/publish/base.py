@@ -28,8 +28,12 @@ class Publisher(Protocol):
             jobrunner.errors.ResultRefused: naming what is wrong with the URL.
         """
 
-    def publish(self, url: str, body: bytes) -> None:
+    def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
         """Publish ``body`` (a complete JSON document) at ``url``, atomically.
+
+        ``final`` is False for ``running`` (status and progress) documents:
+        they are superseded soon, so a publisher may skip costly durability
+        (fsync) or replication for them; the final document must be durable.
 
         Raises:
             jobrunner.errors.ResultRefused: the URL is not publishable.
@@ -51,7 +55,7 @@ class PublisherChain:
         for publisher in self.publishers:
             publisher.check(url)
 
-    def publish(self, url: str, body: bytes) -> None:
+    def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
         """Publish with each publisher in turn; the first failure stops the chain.
 
         Raises:
@@ -59,7 +63,7 @@ class PublisherChain:
         """
         for publisher in self.publishers:
             try:
-                publisher.publish(url, body)
+                publisher.publish(url, body, final=final)
             except JobFailure:
                 raise
             except Exception as exc:  # a third-party publisher's own error

@@ -81,11 +81,15 @@ class FilePublisher:
         """Refuse a result URL outside the base URL or the results directory."""
         self.path_for(url)
 
-    def publish(self, url: str, body: bytes) -> None:
-        """Write the document atomically at the path the URL maps to."""
+    def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
+        """Write the document atomically at the path the URL maps to.
+
+        Only final documents are fsync'd: a ``running`` document is still
+        renamed into place atomically, but losing it in a power cut is harmless.
+        """
         path = self.path_for(url)
         try:
-            write_atomic(path, body, fsync=self.fsync)
+            write_atomic(path, body, fsync=self.fsync and final)
         except OSError as exc:
             raise PublishFailed(f"writing {path} failed: {exc.strerror or exc}") from exc
 
