@@ -1,0 +1,1 @@
+"""A template jobrunner plugin: the ``peaks`` job type."""
