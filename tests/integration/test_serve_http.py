@@ -1,0 +1,345 @@
+"""The results server over real HTTP: ``jobrunner serve`` and the nginx example.
+
+The read semantics (types, validators, 304, CORS, no listing, no dotfiles, no
+escapes) are checked against both servers with the same tests; PUT and the
+shutdown on SIGTERM against ``jobrunner serve`` only. Everything listens on
+127.0.0.1 and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port, jobrunner_cmd, require_binary, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_EXAMPLE = ROOT / "examples" / "nginx" / "results.conf"
+PORTAL = "https://portal.example.org"  # the origin results.conf allows
+TOKEN = "integration-token"
+DOC = {
+    "v": 1,
+    "id": "job-7",
+    "type": "echo",
+    "status": "done",
+    "timestamp": "2026-01-31T12:00:00Z",
+    "data": [1, 2, 3],
+}
+BODY = json.dumps(DOC).encode()
+
+
+def make_results(root: Path) -> Path:
+    """A results directory with a document, temp files, a dot directory and escaping links."""
+    (root / "results" / "run").mkdir(parents=True)
+    results = root / "results"
+    (results / "run" / "r.json").write_bytes(BODY)
+    (results / "run" / ".r.json.tmp").write_bytes(b'{"partial')
+    (results / ".r.json.Xy12Ab").write_bytes(b'{"partial')
+    (results / ".git").mkdir()
+    (results / ".git" / "config.json").write_bytes(b'{"partial": 1}')
+    (root / "secret.json").write_bytes(b'{"secret": 1}')
+    (results / "leak.json").symlink_to(root / "secret.json")
+    (results / "out").symlink_to(root)
+    return results
+
+
+def wait_http(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the server answers HTTP; fail with its log when it exits first."""
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {log.read_text()}")
+        try:
+            httpx.get(base_url + "/", timeout=0.5)
+        except httpx.TransportError:
+            return False
+        return True
+
+    wait_for(answering, timeout=15, what=f"HTTP server at {base_url}")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Stop a server process and return its exit status (killing it after 10 s)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def start_jobrunner(results: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``jobrunner serve`` on a free port; return its base URL and process."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            jobrunner_cmd("serve", "--results-dir", str(results), "--port", str(port), *extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base_url, process, log)
+    except BaseException:
+        stop(process)
+        raise
+    return base_url, process
+
+
+def nginx_config(prefix: Path, results: Path, port: int) -> Path:
+    """A complete nginx.conf for a test run, including the example's server block."""
+    server = NGINX_EXAMPLE.read_text()
+    server, listens = re.subn(r"(?m)^(\s*)listen\s+8080;", rf"\1listen 127.0.0.1:{port};", server)
+    server, roots = re.subn(
+        r"(?m)^(\s*)root\s+/srv/jobrunner/results;", rf"\1root {results};", server
+    )
+    assert (listens, roots) == (1, 1), "results.conf no longer has the expected listen/root"
+    (prefix / "results.conf").write_text(server)
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix}/{kind}_temp;"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # Worker processes run as the invoking user; as root they would fall back
+    # to "nobody", which cannot read the test's private temp directory.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"{user}worker_processes 1;\n"
+        f"error_log {prefix}/error.log;\n"
+        f"pid {prefix}/nginx.pid;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n"
+        f"{temp}\n"
+        f"    include {prefix}/results.conf;\n"
+        "}\n"
+    )
+    return conf
+
+
+def nginx_cmd(nginx: str, prefix: Path, conf: Path, *args: str) -> list[str]:
+    """The nginx command line with everything kept under ``prefix``."""
+    return [nginx, "-p", f"{prefix}/", "-e", f"{prefix}/error.log", "-c", str(conf), *args]
+
+
+@pytest.fixture(scope="module", params=["jobrunner", "nginx"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A results server (``jobrunner serve`` or nginx with results.conf); its base URL."""
+    root = tmp_path_factory.mktemp(request.param)
+    results = make_results(root)
+    if request.param == "jobrunner":
+        base_url, process = start_jobrunner(
+            results, root / "serve.log", "--cors-origin", PORTAL, "--put-token", TOKEN
+        )
+        yield base_url
+        assert stop(process) == 0
+        return
+    nginx = require_binary("nginx")
+    prefix = root / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = nginx_config(prefix, results, port)
+    check = subprocess.run(nginx_cmd(nginx, prefix, conf, "-t"), capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode()
+    log = prefix / "stderr.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            nginx_cmd(nginx, prefix, conf, "-g", "daemon off;"), stdout=out, stderr=out
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base_url, process, log)
+        yield base_url
+    finally:
+        stop(process, signal.SIGQUIT)  # graceful shutdown
+
+
+def raw_get(base_url: str, target: bytes) -> tuple[int, bytes]:
+    """Send a GET with the request target exactly as given; return status and raw answer."""
+    port = int(base_url.rsplit(":", 1)[1])
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+# -- the same read semantics on both servers ------------------------------------
+
+
+def test_get_headers_and_304_over_keepalive(server: str) -> None:
+    """GET serves JSON with ETag, Last-Modified and no-cache; both validators give a 304."""
+    with httpx.Client(base_url=server, timeout=5) as client:
+        r = client.get("/run/r.json")
+        assert r.status_code == 200
+        assert r.content == BODY
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["content-length"] == str(len(BODY))
+        etag, last_modified = r.headers["etag"], r.headers["last-modified"]
+        assert etag.startswith('"')
+        first = r.extensions["network_stream"].get_extra_info("client_addr")
+        r = client.get("/run/r.json", headers={"If-None-Match": etag})
+        assert r.status_code == 304 and r.content == b""
+        r = client.get("/run/r.json", headers={"If-Modified-Since": last_modified})
+        assert r.status_code == 304 and r.content == b""
+        head = client.head("/run/r.json")
+        assert head.status_code == 200 and head.headers["etag"] == etag
+        # All four requests went over one kept-alive connection.
+        assert head.extensions["network_stream"].get_extra_info("client_addr") == first
+
+
+def test_cors_simple_and_preflight(server: str) -> None:
+    """The portal origin gets CORS headers and a preflight answer; other origins get none."""
+    with httpx.Client(base_url=server, timeout=5) as client:
+        r = client.get("/run/r.json", headers={"Origin": PORTAL})
+        assert r.headers["access-control-allow-origin"] == PORTAL
+        assert r.headers["access-control-expose-headers"] == "ETag, Last-Modified"
+        assert "Origin" in r.headers["vary"]
+        preflight = {
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "if-none-match",
+        }
+        r = client.options("/run/r.json", headers={"Origin": PORTAL, **preflight})
+        assert r.status_code == 204
+        assert r.headers["access-control-allow-origin"] == PORTAL
+        assert "GET" in r.headers["access-control-allow-methods"]
+        assert "if-none-match" in r.headers["access-control-allow-headers"].lower()
+        assert int(r.headers["access-control-max-age"]) > 0
+        evil = {"Origin": "https://evil.example.com"}
+        for r in (
+            client.get("/run/r.json", headers=evil),
+            client.options("/run/r.json", headers={**evil, **preflight}),
+        ):
+            assert not [h for h in r.headers if h.startswith("access-control-")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/run/.r.json.tmp",
+        "/.r.json.Xy12Ab",
+        "/.git/config.json",
+        "/%2egit/config.json",
+        "/run/",
+        "/run",
+        "/",
+        "/leak.json",
+        "/out/secret.json",
+        "/missing.json",
+    ],
+)
+def test_not_found(server: str, path: str) -> None:
+    """Dotfiles, dot directories, directories, escaping symlinks and missing files are JSON 404s."""
+    r = httpx.get(server + path, timeout=5, headers={"Origin": PORTAL})
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/json"
+    assert "error" in r.json()
+    assert r.headers["access-control-allow-origin"] == PORTAL
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/../secret.json",
+        b"/run/../../secret.json",
+        b"/%2e%2e/secret.json",
+        b"/run/%2E%2E/%2e%2e/secret.json",
+        b"/..%2fsecret.json",
+    ],
+)
+def test_traversal_never_escapes(server: str, target: bytes) -> None:
+    """Request targets climbing out with literal or encoded dots never serve outside files."""
+    status, answer = raw_get(server, target)
+    assert status in (400, 404)
+    assert b"secret" not in answer
+
+
+def test_other_methods_are_405(server: str) -> None:
+    """DELETE is a 405 with an Allow header, as a JSON error."""
+    r = httpx.delete(server + "/run/r.json", timeout=5)
+    assert r.status_code == 405
+    assert "GET" in r.headers["allow"] and "DELETE" not in r.headers["allow"]
+    assert "error" in r.json()
+
+
+# -- jobrunner serve only --------------------------------------------------------
+
+
+@pytest.fixture
+def jobrunner_server(server: str, request: pytest.FixtureRequest) -> str:
+    """The jobrunner serve instance of ``server`` (nginx runs are skipped)."""
+    if request.node.callspec.params["server"] != "jobrunner":
+        pytest.skip("PUT is served by jobrunner serve only")
+    return server
+
+
+def test_put_then_get(jobrunner_server: str) -> None:
+    """A PUT with the token stores the document (201) and GET returns the same bytes."""
+    with httpx.Client(base_url=jobrunner_server, timeout=5) as client:
+        body = BODY.replace(b"job-7", b"job-8")
+        r = client.put("/w2/job-8.json", content=body, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401
+        r = client.put("/w2/job-8.json", content=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 201
+        got = client.get("/w2/job-8.json")
+        assert got.content == body and got.headers["etag"] == r.headers["etag"]
+        r = client.put("/w2/job-8.json", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 204
+        assert client.get("/w2/job-8.json").content == BODY
+
+
+def test_put_oversize_chunked_is_413(jobrunner_server: str) -> None:
+    """A chunked PUT body over the limit is a 413 and the connection still serves requests."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b" " * (1024 * 1024)  # 20 MiB, over the 16 MiB default
+
+    with httpx.Client(base_url=jobrunner_server, timeout=10) as client:
+        r = client.put("/big.json", content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 413
+        assert client.get("/big.json").status_code == 404
+        assert client.get("/run/r.json").status_code == 200
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM stops jobrunner serve within seconds with exit code 0, keep-alive client open."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "r.json").write_bytes(BODY)
+    log = tmp_path / "serve.log"
+    base_url, process = start_jobrunner(results, log)
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        assert client.get("/r.json").status_code == 200  # leaves an idle connection
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=8)
+        finally:
+            stop(process)
+    assert code == 0, log.read_text()
+    assert time.monotonic() - started < 5
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines() if line]
+    assert events[0] == "serve_started" and events[-1] == "serve_stopped"
