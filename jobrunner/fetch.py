@@ -563,10 +563,11 @@ class Fetcher:
             raise InputUnavailable(f"input {url}: the worker may not read {path}") from None
         except OSError as exc:
             raise InputFailed(f"input {url}: cannot open {path}: {exc.strerror}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise InputUnavailable(f"input {url}: {path} is not a regular file")
         with os.fdopen(fd, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InputUnavailable(f"input {url}: {path} is not a regular file")
             if info.st_size > limit:
                 raise self._too_large(url, f"the file has {info.st_size} bytes")
             try:

@@ -131,7 +131,7 @@ def parse_ip(host: str) -> IPAddress | None:
             return ipaddress.IPv6Address(text)
         except ValueError:
             return None
-    if not text or not (text[0].isdigit()):
+    if not text or not text.isascii() or not text[0].isdigit():
         return None
     return _inet_aton(text)
 
@@ -167,10 +167,10 @@ def _plain_problem(address: IPAddress) -> str | None:
         return "a multicast address"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return "a carrier-grade NAT address (100.64.0.0/10)"
-    if address.is_private:
-        return "a private address"
     if address.is_reserved:
         return "a reserved address"
+    if address.is_private:
+        return "a private address"
     if not address.is_global:
         return "not a public address"
     return None
@@ -186,8 +186,12 @@ def address_problem(address: IPAddress) -> str | None:
         problem = _plain_problem(inner)
         if problem is not None:
             return f"{kind} address embedding {inner}, {problem}"
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return None  # the mapped IPv4 address is what is reached, and it is public
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.ipv4_mapped is not None or address in _NAT64
+    ):
+        # The IPv4 address is what is reached (an IPv6-only host's DNS64 maps
+        # every IPv4-only server into 64:ff9b::/96), and it is public.
+        return None
     return _plain_problem(address)
 
 
