@@ -324,8 +324,9 @@ def test_put_oversize_chunked_is_413(jobrunner_server: str) -> None:
         assert client.get("/run/r.json").status_code == 200
 
 
-def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
-    """SIGTERM stops jobrunner serve within seconds with exit code 0, keep-alive client open."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_exits_cleanly(tmp_path: Path, sig: int) -> None:
+    """SIGTERM or SIGINT stops jobrunner serve within seconds with exit code 0, client open."""
     results = tmp_path / "results"
     results.mkdir()
     (results / "r.json").write_bytes(BODY)
@@ -334,7 +335,7 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
     with httpx.Client(base_url=base_url, timeout=5) as client:
         assert client.get("/r.json").status_code == 200  # leaves an idle connection
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         try:
             code = process.wait(timeout=8)
         finally:

@@ -533,6 +533,41 @@ def test_put_through_symlink_leading_out_is_refused(
     assert not (tmp_path / "outside" / "new.json").exists()
 
 
+def test_put_write_failure_is_500(app: Any, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing disk write is a 500 with a JSON error and a result_write_failed event."""
+
+    def full_disk(path: Path, body: bytes, *, fsync: bool = True) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("jobrunner.serve.write_atomic", full_disk)
+    with capture_logs() as logs:
+        r = request(app, "PUT", "/new.json", content=BODY, headers=auth())
+    assert r.status_code == 500
+    assert "No space left" in r.json()["error"]
+    assert "result_write_failed" in [e["event"] for e in logs]
+    assert not (results / "new.json").exists()
+
+
+def test_unexpected_error_is_json_500(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception becomes a JSON 500 and a request_failed event, not a crash."""
+
+    def broken(body: bytes) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("jobrunner.serve._etag", broken)
+    with capture_logs() as logs:
+        r = request(app, "GET", "/run/r.json")
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal server error"}
+    assert "request_failed" in [e["event"] for e in logs]
+
+
+def test_head_of_error_has_no_body(app: Any) -> None:
+    """HEAD of a missing file is a 404 without a body."""
+    r = request(app, "HEAD", "/nope.json")
+    assert r.status_code == 404 and r.content == b""
+
+
 # -- run_server ---------------------------------------------------------------
 
 
