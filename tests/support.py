@@ -329,3 +329,39 @@ def wait_for_status(
 
     result: dict[str, Any] = wait_for(ready, timeout, what=f"{path} in {statuses}")
     return result
+
+
+def install_fake_plugin(
+    directory: Path,
+    module: str,
+    code: str,
+    entry_points: Mapping[str, Mapping[str, str]],
+    version: str = "1.0",
+) -> Path:
+    """Install a plugin distribution the way pip would make it visible, without pip.
+
+    Writes ``<directory>/<module>.py`` and ``<directory>/<module>-<version>.dist-info``
+    with ``METADATA`` and ``entry_points.txt``; importlib.metadata (and so
+    stevedore) finds it once ``directory`` is on ``sys.path`` — put it on a
+    worker's ``PYTHONPATH``. ``entry_points`` maps group → {name: "module:attr"}.
+    Returns ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{module}.py").write_text(code)
+    info = directory / f"{module}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n")
+    lines = []
+    for group, names in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {target}" for name, target in names.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def pythonpath_env(*directories: Path) -> dict[str, str]:
+    """Environment entries putting ``directories`` first on a subprocess's PYTHONPATH."""
+    parts = [str(d) for d in directories]
+    if os.environ.get("PYTHONPATH"):
+        parts.append(os.environ["PYTHONPATH"])
+    return {"PYTHONPATH": os.pathsep.join(parts)}
