@@ -66,14 +66,18 @@ class LoadedJobType:
 
 
 def _distribution(entry_point: Any) -> tuple[str | None, str | None]:
+    """Name and version of the distribution that declares ``entry_point``."""
     dist = getattr(entry_point, "dist", None)
-    if dist is not None:
-        return dist.metadata["Name"], dist.version
-    module = entry_point.value.split(":")[0].split(".")[0]
-    names = metadata.packages_distributions().get(module, [])
-    if names:
-        return names[0], metadata.version(names[0])
-    return None, None
+    if dist is None:
+        # stevedore rebuilds entry points from its cache without their distribution.
+        group = getattr(entry_point, "group", None)
+        for candidate in metadata.entry_points(group=group, name=entry_point.name):
+            if candidate.value == entry_point.value:
+                dist = candidate.dist
+                break
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
 
 
 def _describe(error: BaseException) -> str:

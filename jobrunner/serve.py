@@ -73,7 +73,7 @@ from jobrunner.codec import decode_result
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
 from jobrunner.publish.file import write_atomic
-from jobrunner.publish.paths import MAX_NAME_LENGTH, MAX_PATH_LENGTH
+from jobrunner.publish.paths import MAX_NAME_LENGTH, MAX_PATH_LENGTH, is_safe_segment
 
 __all__ = ["DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_PUT_BYTES", "create_app", "run_server"]
 
@@ -101,7 +101,6 @@ _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 _EXPOSE_HEADERS = "ETag, Last-Modified"
 _ALLOW_HEADERS = "Authorization, Cache-Control, Content-Type, If-Modified-Since, If-None-Match"
 # What a PUT path segment may hold: the file publisher's rules (publish/paths.py).
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]*$")
 _ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]+$")
 _TYPES = {".json": "application/json", ".geojson": "application/geo+json"}
 
@@ -460,7 +459,7 @@ class ResultsApp:
         segments = _split_path(raw_path)
         rel = "/".join(segments)
         for segment in segments:
-            if not _SAFE_SEGMENT.match(segment):
+            if not is_safe_segment(segment):
                 raise _Refused(
                     400,
                     f"path segment {segment!r} may hold only letters, digits and ._~@+=,- "

@@ -14,11 +14,22 @@ from urllib.parse import unquote, urlsplit
 
 from jobrunner.errors import ResultRefused
 
-__all__ = ["MAX_NAME_LENGTH", "MAX_PATH_LENGTH", "relative_result_path", "resolve_result_path"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_PATH_LENGTH",
+    "is_safe_segment",
+    "relative_result_path",
+    "resolve_result_path",
+]
 
 MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 1024
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]*$")
+
+
+def is_safe_segment(segment: str) -> bool:
+    """True for a path segment a result file may have: no dot first, a small alphabet."""
+    return bool(_SAFE_SEGMENT.match(segment))
 
 
 def _split_base(base_url: str) -> tuple[str, str, str]:
@@ -70,7 +81,7 @@ def relative_result_path(url: str, base_url: str) -> str:
             raise ResultRefused(
                 f"result URL {url!r}: a path segment is longer than {MAX_NAME_LENGTH} bytes"
             )
-        if not _SAFE_SEGMENT.match(segment):
+        if not is_safe_segment(segment):
             raise ResultRefused(
                 f"result URL {url!r}: segment {segment!r} may hold only letters, digits and "
                 "._~@+=,- and must not start with a dot"
