@@ -70,7 +70,7 @@ def _distribution(entry_point: Any) -> tuple[str | None, str | None]:
     dist = getattr(entry_point, "dist", None)
     if dist is None:
         # stevedore rebuilds entry points from its cache without their distribution.
-        group = getattr(entry_point, "group", None)
+        group = str(getattr(entry_point, "group", ""))
         for candidate in metadata.entry_points(group=group, name=entry_point.name):
             if candidate.value == entry_point.value:
                 dist = candidate.dist
