@@ -23,8 +23,6 @@ from jobrunner_prediction.forecast import forecast
 from jobrunner_prediction.holtwinters import (
     HoltWinters,
     fit_holt_winters,
-    initial_state,
-    run_filter,
 )
 
 DAY, WEEK = 48, 336
@@ -59,11 +57,7 @@ def seasonal_naive_paths(y: np.ndarray, origins: np.ndarray, period: int) -> np.
 def holt_winters_taylor(y: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, HoltWinters]:
     """Fit on the first 8 weeks, then forecast from every origin with the states updated."""
     model = fit_holt_winters(y[:TRAIN], (DAY, WEEK))
-    states = run_filter(
-        y, model.alpha, model.gammas, (DAY, WEEK), *initial_state(y[:TRAIN], (DAY, WEEK))
-    )
-    full = HoltWinters(model.periods, model.alpha, model.gammas, model.phi, model.sigma, states)
-    return full.forecast_paths(origins, len(LEADS)), model
+    return model.extended(y).forecast_paths(origins, len(LEADS)), model
 
 
 def plugin_daily_refit(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

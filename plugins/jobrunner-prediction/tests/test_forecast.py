@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from conftest import synthetic_load
 
-from jobrunner_prediction.forecast import available_methods, backtest, forecast, predict
+from jobrunner_prediction.forecast import (
+    available_methods,
+    backtest,
+    backtest_steps,
+    forecast,
+    predict,
+)
 
 
 def test_methods_available_depend_on_the_data_length() -> None:
@@ -31,9 +37,20 @@ def test_holt_winters_uses_only_daily_season_on_short_data() -> None:
 def test_backtest_scores_the_held_out_tail() -> None:
     """A back-test forecasts the last steps from the rest: a perfect repeat scores zero."""
     y = np.tile(np.arange(1.0, 49.0), 3)
-    score = backtest("seasonal_naive_day", y, 48, 48)
-    assert score is not None and score.mape == 0.0 and score.mae == 0.0
-    assert backtest("seasonal_naive_week", y, 48, 48) is None
+    score = backtest("seasonal_naive_day", y, 48, 48, 48)
+    assert score is not None and score.mape == 0.0 and score.mae == 0.0 and score.origins == 1
+    assert backtest("seasonal_naive_week", y, 48, 48, 48) is None
+
+
+def test_backtest_uses_many_origins_over_the_last_week() -> None:
+    """With enough data the back-test covers a week of origins, one every quarter day."""
+    y = synthetic_load(35)
+    steps = backtest_steps(len(y), 48, 48)
+    assert steps == 48 + 336
+    score = backtest("holt_winters", y, 48, 48, steps)
+    assert score is not None and score.origins == 29 and score.steps == steps
+    assert backtest_steps(3 * 48, 48, 48) == 48  # short input: just the horizon
+    assert backtest_steps(60, 48, 48) == 12  # tiny input: all but a day
 
 
 def test_auto_picks_the_best_back_tested_method() -> None:

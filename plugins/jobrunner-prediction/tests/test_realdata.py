@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 from jobrunner_prediction.holtwinters import (
-    HoltWinters,
     fit_holt_winters,
-    initial_state,
-    run_filter,
 )
 
 datasets = pytest.importorskip("pmdarima.datasets", reason="needs the realdata extra (pmdarima)")
@@ -44,10 +41,7 @@ def test_holt_winters_beats_seasonal_naive_on_real_demand(demand: np.ndarray) ->
     MAPE over 1-48 half-hours, double-seasonal Holt-Winters with AR(1) about 1.2 %
     at 12 hours ahead.
     """
-    model = fit_holt_winters(demand[:TRAIN], (DAY, WEEK))
-    init = initial_state(demand[:TRAIN], (DAY, WEEK))
-    states = run_filter(demand, model.alpha, model.gammas, (DAY, WEEK), *init)
-    full = HoltWinters(model.periods, model.alpha, model.gammas, model.phi, model.sigma, states)
+    full = fit_holt_winters(demand[:TRAIN], (DAY, WEEK)).extended(demand)
     origins = np.arange(TRAIN - 1, len(demand) - LEADS)
     holt_winters = rolling_mape(demand, full.forecast_paths(origins, LEADS), origins)
     steps = np.arange(1, LEADS + 1)

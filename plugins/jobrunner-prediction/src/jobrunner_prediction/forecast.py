@@ -49,10 +49,11 @@ class Forecast:
 
 @dataclass(frozen=True)
 class Backtest:
-    """Accuracy of a method forecasting the last ``steps`` points from the ones before."""
+    """Accuracy of a method on the last ``steps`` points, from ``origins`` forecast origins."""
 
     method: str
     steps: int
+    origins: int
     mape: float | None
     mae: float
 
@@ -113,22 +114,51 @@ def forecast(
 
 
 def backtest(
-    method: str, y: FloatArray, day: int, steps: int, progress: Progress | None = None
+    method: str,
+    y: FloatArray,
+    day: int,
+    horizon: int,
+    evaluated: int,
+    progress: Progress | None = None,
 ) -> Backtest | None:
-    """Score ``method`` forecasting the last ``steps`` points of ``y`` from the rest.
+    """Score ``method`` on the last ``evaluated`` points of ``y``, fitted on the ones before.
 
-    Returns None when what is left before them is too short for the method.
+    Forecasts of ``horizon`` steps (fewer if ``evaluated`` is shorter) start from
+    every quarter of a day in that stretch, with the states updated by the
+    observations as they come and the parameters fixed: one odd day does not
+    decide the score. Returns None when what is left for fitting is too short.
     """
-    train, actual = y[:-steps], y[-steps:]
-    if steps < 1 or len(train) < _needs(method, day):
+    n = len(y)
+    train_end = n - evaluated
+    if evaluated < 1 or train_end < _needs(method, day):
         return None
-    predicted = forecast(method, train, day, steps, progress).mean
-    return Backtest(method, steps, mape(actual, predicted), mae(actual, predicted))
+    lead = min(horizon, evaluated)
+    origins = np.arange(train_end - 1, n - lead, max(1, day // 4))
+    steps = np.arange(1, lead + 1)
+    if method == "holt_winters":
+        window, periods = _holt_winters_window(y[:train_end], day)
+        offset = train_end - len(window)
+        model = fit_holt_winters(window, periods, progress=progress).extended(y[offset:])
+        paths = model.forecast_paths(origins - offset, lead)
+    else:
+        period = day if method == "seasonal_naive_day" else 7 * day
+        paths = y[origins[:, None] + steps - period * ((steps + period - 1) // period)]
+        if progress is not None:
+            progress(1.0)
+    actual = y[origins[:, None] + steps]
+    return Backtest(
+        method, evaluated, len(origins), mape(actual.ravel(), paths.ravel()), mae(actual, paths)
+    )
 
 
 def backtest_steps(n: int, day: int, horizon: int) -> int:
-    """How many final points a back-test holds out: the horizon, at least a day, at most n - day."""
-    return min(max(horizon, day), n - day)
+    """How many final points a back-test holds out.
+
+    The horizon plus up to a week more of forecast origins, as long as three
+    weeks remain for fitting; at least a day, and never all but a day.
+    """
+    extra = min(7 * day, max(0, n - horizon - 21 * day))
+    return min(max(horizon + extra, day), n - day)
 
 
 def predict(
@@ -157,7 +187,7 @@ def predict(
     scores: list[Backtest] = []
     for i, candidate in enumerate(candidates):
         share = 0.5 / len(candidates)
-        result = backtest(candidate, y, day, steps, part(i * share, (i + 1) * share))
+        result = backtest(candidate, y, day, horizon, steps, part(i * share, (i + 1) * share))
         if result is not None:
             scores.append(result)
     if method == AUTO:

@@ -138,6 +138,19 @@ class HoltWinters:
     phi: float
     sigma: float
     states: States
+    initial: tuple[float, tuple[FloatArray, ...]]
+
+    def extended(self, y: FloatArray) -> HoltWinters:
+        """Return the model with its states run over ``y``, keeping the parameters.
+
+        ``y`` starts where the fitted data started and may go on past it: the
+        new observations update level and seasons, as in a rolling-origin
+        evaluation with fixed parameters.
+        """
+        states = run_filter(y, self.alpha, self.gammas, self.periods, *self.initial)
+        return HoltWinters(
+            self.periods, self.alpha, self.gammas, self.phi, self.sigma, states, self.initial
+        )
 
     def forecast(self, horizon: int, origin: int | None = None) -> FloatArray:
         """Return forecasts for 1..horizon steps after observation ``origin`` (default: the last).
@@ -266,4 +279,5 @@ def fit_holt_winters(
         phi=phi,
         sigma=float(np.sqrt(np.mean(adjusted**2))),
         states=states,
+        initial=(init[0], tuple(init[1])),
     )

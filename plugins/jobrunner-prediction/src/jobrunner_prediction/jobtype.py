@@ -90,7 +90,13 @@ class Prediction(JobType):
 
         def backtest_json(score: Any) -> dict[str, Any]:
             error = float(from_watts(np.array([score.mae]), unit, step)[0])
-            return {"method": score.method, "steps": score.steps, "mape": score.mape, "mae": error}
+            return {
+                "method": score.method,
+                "steps": score.steps,
+                "origins": score.origins,
+                "mape": score.mape,
+                "mae": error,
+            }
 
         fitted = dict(result.fitted)
         if "sigma" in fitted:
