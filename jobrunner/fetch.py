@@ -31,6 +31,7 @@ import concurrent.futures
 import contextlib
 import email.utils
 import hashlib
+import http.cookiejar
 import mimetypes
 import os
 import stat
@@ -67,6 +68,7 @@ _DRAIN_BYTES = 64 * 1024  # read this much of an unused body so the connection i
 _MAX_THREADS = 8
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 _ACCEPT = "application/json, */*;q=0.5"
+_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
 def is_json_type(content_type: str | None) -> bool:
@@ -290,6 +292,9 @@ class Fetcher:
         self._client = httpx.Client(
             transport=transport,
             trust_env=False,
+            # No cookie jar: cookies set while fetching one job's input must
+            # not travel with another job's requests.
+            cookies=http.cookiejar.CookieJar(policy=_NO_COOKIES),
             follow_redirects=False,
             timeout=self._timeout(config.fetch_timeout),
             headers={"User-Agent": f"jobrunner/{__version__}", "Accept": _ACCEPT},

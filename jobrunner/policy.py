@@ -196,7 +196,14 @@ def address_problem(address: IPAddress) -> str | None:
 
 
 def _normalise_name(host: str) -> str:
-    return host.strip().lower().rstrip(".")
+    """Lower-case, drop a trailing dot, and spell international names in ASCII (IDNA)."""
+    name = host.strip().lower().rstrip(".")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # matches no ASCII entry, and httpx refuses to connect to it
+    return name
 
 
 @attrs.frozen

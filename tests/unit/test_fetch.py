@@ -622,3 +622,12 @@ def test_fetch_all_empty() -> None:
     """No inputs, no fetches."""
     with make(lambda r: json_response()) as f:
         assert f.fetch_all({}) == {}
+
+
+def test_cookies_are_not_kept_between_fetches() -> None:
+    """A cookie set while fetching one input is never sent with a later request."""
+    recorder = Recorder(lambda r: json_response(**{"Set-Cookie": "session=abc; Path=/"}))
+    with make(recorder) as f:
+        f.fetch("https://data.example/a")
+        f.fetch("https://data.example/b")
+    assert "cookie" not in recorder.requests[1].headers

@@ -464,3 +464,12 @@ def test_file_url_with_remote_host_refused(tmp_path: Path) -> None:
     """file://otherhost/... is not a local path and is refused."""
     with pytest.raises(InputRefused, match="local path"):
         policy(files=tmp_path).file_path("file://fileserver/share/x.json")
+
+
+def test_allow_list_international_names() -> None:
+    """Unicode allow-list entries match the host in Unicode or IDNA (punycode) spelling."""
+    table = {"xn--bcher-kva.example": [PUBLIC_V4]}
+    p = policy(["Bücher.example"], table=table)
+    check(p, "http://bücher.example/")
+    check(p, "http://xn--bcher-kva.example/")
+    refused(p, "http://buecher.example/")
