@@ -160,7 +160,7 @@ class HoltWinters:
         """
         n = len(self.states.eps)
         t = n - 1 if origin is None else origin
-        return self.forecast_paths(np.array([t]), horizon)[0]
+        return np.asarray(self.forecast_paths(np.array([t]), horizon)[0], dtype=np.float64)
 
     def forecast_paths(self, origins: npt.NDArray[np.int64], horizon: int) -> FloatArray:
         """Return a (len(origins), horizon) array of forecasts from each origin index."""
@@ -202,7 +202,7 @@ class HoltWinters:
 def _objective(
     theta: FloatArray, y: FloatArray, periods: Sequence[int], init: tuple[float, list[FloatArray]]
 ) -> float:
-    states = run_filter(y, theta[0], theta[1:], periods, *init)
+    states = run_filter(y, float(theta[0]), theta[1:].tolist(), periods, *init)
     eps = states.eps
     phi = _ar1(eps)
     adjusted = eps[1:] - phi * eps[:-1]
@@ -267,7 +267,7 @@ def fit_holt_winters(
         options={"maxiter": max_iterations},
     )
     theta = np.clip(result.x, 0.0, 1.0)
-    states = run_filter(y, theta[0], theta[1:], periods, *init)
+    states = run_filter(y, float(theta[0]), theta[1:].tolist(), periods, *init)
     phi = _ar1(states.eps)
     adjusted = states.eps[1:] - phi * states.eps[:-1]
     if progress is not None:

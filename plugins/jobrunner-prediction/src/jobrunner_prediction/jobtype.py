@@ -82,7 +82,7 @@ class Prediction(JobType):
                 f"({format_duration(len(series.values) * step)} of data): {exc}"
             ) from None
         z = NormalDist().inv_cdf(0.5 + params.level / 2.0)
-        stamps = series.end + step * np.arange(horizon)
+        stamps = series.end + step * np.arange(horizon, dtype=np.float64)
         ctx.log.info("forecast_done", method=result.method, horizon=horizon)
 
         def out(watts: npt.NDArray[np.float64]) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -20,19 +19,19 @@ MAX_HORIZON_STEPS = 100_000
 _DAY = 86400.0
 
 
-def _duration(name: str) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise InvalidParams(f"params.{name}: {exc}") from None
-
-    return convert
+def _parse(name: str, value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidParams(f"params.{name}: {exc}") from None
 
 
-def _optional_duration(name: str) -> Callable[[Any], float | None]:
-    convert = _duration(name)
-    return lambda value: None if value is None else convert(value)
+def _horizon(value: Any) -> float:
+    return _parse("horizon", value)
+
+
+def _interval(value: Any) -> float | None:
+    return None if value is None else _parse("interval", value)
 
 
 def divides_day(seconds: float) -> bool:
@@ -59,10 +58,8 @@ class PredictionParams:
             the input's own ``unit`` field, else W, when None.
     """
 
-    horizon: float | str = attrs.field(converter=_duration("horizon"))
-    interval: float | str | None = attrs.field(
-        default=None, converter=_optional_duration("interval")
-    )
+    horizon: float | str = attrs.field(converter=_horizon)
+    interval: float | str | None = attrs.field(default=None, converter=_interval)
     method: str = attrs.field(default=AUTO)
     level: float = attrs.field(default=0.9)
     unit: str | None = attrs.field(default=None)
