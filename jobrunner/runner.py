@@ -74,7 +74,7 @@ def backoff_delay(attempt: int, base: float, maximum: float) -> int:
     Returned in whole seconds, as beanstalkd takes them.
     """
     delay = min(maximum, base * 2 ** max(0, attempt - 1))
-    return max(1, int(round(delay / 2 + random.uniform(0, delay / 2))))
+    return max(1, round(delay / 2 + random.uniform(0, delay / 2)))
 
 
 def publish_document(

@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import ConfigError, PluginUnavailable, UnknownType
-from jobrunner.plugins import JOB_TYPES, PUBLISHERS, JobTypeRegistry, list_plugins
-from jobrunner.plugins import load_publisher_class
+from jobrunner.plugins import (
+    JOB_TYPES,
+    PUBLISHERS,
+    JobTypeRegistry,
+    list_plugins,
+    load_publisher_class,
+)
 from tests.support import install_fake_plugin
 
 CODE = '''
