@@ -73,7 +73,7 @@ def backoff_delay(attempt: int, base: float, maximum: float) -> int:
     many jobs failing together spread out but never come back too early.
     Returned in whole seconds, as beanstalkd takes them.
     """
-    delay = min(maximum, base * 2 ** max(0, attempt - 1))
+    delay: float = min(maximum, base * 2.0 ** max(0, attempt - 1))
     return max(1, round(delay / 2 + random.uniform(0, delay / 2)))
 
 
