@@ -421,6 +421,7 @@ class Fetcher:
         config = self._config
         deadline = time.monotonic() + config.fetch_timeout
         current = url
+        hop = 0
         try:
             for hop in range(config.max_redirects + 1):
                 parsed, target = self._parse(current, redirect=hop > 0)
@@ -451,7 +452,7 @@ class Fetcher:
                 finally:
                     response.close()
         except InputRefused as exc:
-            if current == url:
+            if hop == 0:
                 raise
             raise InputRefused(f"input {url} redirects to a refused URL: {exc.message}") from None
         except httpx.TimeoutException as exc:
@@ -468,8 +469,8 @@ class Fetcher:
             ) from exc
         except httpx.TransportError as exc:
             raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
-        except httpx.HTTPError as exc:  # e.g. an invalid redirect target
-            raise InputRefused(f"input {url} refused: {_describe(exc)}") from exc
+        except httpx.HTTPError as exc:  # none other is expected; retrying is the safe side
+            raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
         finally:
             self._current.url = self._current.deadline = None
         raise InputUnavailable(
