@@ -94,11 +94,22 @@ class InputsApp:
         elif path == "/bomb":
             await answer(200, BOMB, content_type="application/json", content_encoding="gzip")
         elif path == "/drip":
+            gone = asyncio.Event()
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone.set()
+
+            watcher = asyncio.create_task(watch())
             start = [(b"content-type", b"application/octet-stream")]
             await send({"type": "http.response.start", "status": 200, "headers": start})
-            for _ in range(50):  # at most 5 s; the client gives up after 1 s
+            for _ in range(50):  # at most 5 s; the client gives up after 1 s and hangs up
                 await asyncio.sleep(0.1)
+                if gone.is_set():
+                    return
                 await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            watcher.cancel()
             await send({"type": "http.response.body", "body": b""})
         else:
             await answer(404)
