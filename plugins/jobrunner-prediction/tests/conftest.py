@@ -1,6 +1,12 @@
-"""Synthetic smart-meter series for the unit tests (real data is only for tests marked realdata)."""
+"""Fixtures of the prediction tests: synthetic series (real data only in realdata tests), run_job.
+
+Helpers are fixtures, not imports, so the tests run under any pytest import mode.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -8,10 +14,20 @@ from jobrunner.testing import JobRun, run_job
 
 from jobrunner_prediction import Prediction
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, whichever configuration file pytest picked up."""
+    config.addinivalue_line(
+        "markers", "realdata: validates on real electricity demand data (needs pmdarima)"
+    )
+
+
 START = 1_700_006_400  # a Wednesday, 00:00 UTC
 
 
-def synthetic_load(days: int, step: int = 1800, noise: float = 20.0, seed: int = 1) -> np.ndarray:
+def make_synthetic_load(
+    days: int, step: int = 1800, noise: float = 20.0, seed: int = 1
+) -> np.ndarray:
     """Household-like load in W: a daily shape, weekends higher, AR(1) noise."""
     rng = np.random.default_rng(seed)
     per_day = 86400 // step
@@ -29,13 +45,25 @@ def synthetic_load(days: int, step: int = 1800, noise: float = 20.0, seed: int =
     return daily + weekly + ar
 
 
+def run_prediction_job(input: object, params: dict[str, object]) -> JobRun:
+    """Run the job type as the worker would, through jobrunner's public test helper."""
+    return run_job(Prediction, input=input, params=params)
+
+
+@pytest.fixture
+def synthetic_load() -> Callable[..., np.ndarray]:
+    """The synthetic load generator: synthetic_load(days, step=1800, noise=20.0, seed=1)."""
+    return make_synthetic_load
+
+
+@pytest.fixture
+def run_prediction() -> Callable[[Any, dict[str, Any]], JobRun]:
+    """run_prediction(input, params): the job run as the worker would run it."""
+    return run_prediction_job
+
+
 @pytest.fixture
 def load_pairs() -> list[list[float]]:
     """Four weeks of half-hourly synthetic load as [[unix_ts, W], ...]."""
-    values = synthetic_load(28)
+    values = make_synthetic_load(28)
     return [[START + 1800 * i, float(v)] for i, v in enumerate(values)]
-
-
-def run_prediction(input: object, params: dict[str, object]) -> JobRun:
-    """Run the job type as the worker would, through jobrunner's public test helper."""
-    return run_job(Prediction, input=input, params=params)

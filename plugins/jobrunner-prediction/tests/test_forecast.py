@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import synthetic_load
 
 from jobrunner_prediction.forecast import (
     available_methods,
@@ -27,7 +28,7 @@ def test_methods_available_depend_on_the_data_length() -> None:
     ]
 
 
-def test_holt_winters_uses_only_daily_season_on_short_data() -> None:
+def test_holt_winters_uses_only_daily_season_on_short_data(synthetic_load: Any) -> None:
     """With less than two weeks the model drops the weekly season."""
     result = forecast("holt_winters", synthetic_load(5), 48, 24)
     assert result.fitted["periods"] == [48]
@@ -42,7 +43,7 @@ def test_backtest_scores_the_held_out_tail() -> None:
     assert backtest("seasonal_naive_week", y, 48, 48, 48) is None
 
 
-def test_backtest_uses_many_origins_over_the_last_week() -> None:
+def test_backtest_uses_many_origins_over_the_last_week(synthetic_load: Any) -> None:
     """With enough data the back-test covers a week of origins, one every quarter day."""
     y = synthetic_load(35)
     steps = backtest_steps(len(y), 48, 48)
@@ -53,7 +54,7 @@ def test_backtest_uses_many_origins_over_the_last_week() -> None:
     assert backtest_steps(60, 48, 48) == 12  # tiny input: all but a day
 
 
-def test_auto_picks_the_best_back_tested_method() -> None:
+def test_auto_picks_the_best_back_tested_method(synthetic_load: Any) -> None:
     """auto returns the method with the lowest back-test MAPE among those it compared."""
     y = synthetic_load(28)
     result, used, scores = predict(y, 48, 48)
@@ -66,7 +67,7 @@ def test_auto_picks_the_best_back_tested_method() -> None:
     assert used.mape == min(score.mape for score in scores)
 
 
-def test_explicit_method_too_short_is_an_error() -> None:
+def test_explicit_method_too_short_is_an_error(synthetic_load: Any) -> None:
     """Asking for weekly naive on three days of data fails with the length needed."""
     with pytest.raises(ValueError, match="at least 336"):
         predict(synthetic_load(3), 48, 48, "seasonal_naive_week")

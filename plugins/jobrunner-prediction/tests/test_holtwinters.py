@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import synthetic_load
 
 from jobrunner_prediction.holtwinters import fit_holt_winters, initial_state, run_filter
 from jobrunner_prediction.metrics import mape
@@ -26,7 +27,7 @@ def reference_filter(y, alpha, gammas, periods, level0, seasonal0):
     return np.array(eps), level
 
 
-def test_block_filter_equals_the_step_by_step_recursion() -> None:
+def test_block_filter_equals_the_step_by_step_recursion(synthetic_load: Any) -> None:
     """Vectorising by blocks of the shortest period gives the same errors and level as a loop."""
     y = synthetic_load(21, step=3600)
     periods = (24, 168)
@@ -37,7 +38,7 @@ def test_block_filter_equals_the_step_by_step_recursion() -> None:
     assert states.level[-1] == pytest.approx(level)
 
 
-def test_pure_seasonal_series_is_forecast_exactly() -> None:
+def test_pure_seasonal_series_is_forecast_exactly(synthetic_load: Any) -> None:
     """A noiseless repeating week is forecast without error, timestamps aligned to the phase."""
     week = synthetic_load(7, step=3600, noise=0.0)
     y = np.tile(week, 3)
@@ -45,7 +46,7 @@ def test_pure_seasonal_series_is_forecast_exactly() -> None:
     assert np.allclose(model.forecast(30), week[:30], atol=1e-6)
 
 
-def test_rolling_forecasts_match_single_origin_forecasts() -> None:
+def test_rolling_forecasts_match_single_origin_forecasts(synthetic_load: Any) -> None:
     """forecast_paths from several origins equals forecast() from each origin."""
     y = synthetic_load(21, step=3600)
     model = fit_holt_winters(y, (24, 168))
@@ -55,7 +56,7 @@ def test_rolling_forecasts_match_single_origin_forecasts() -> None:
         assert np.allclose(row, model.forecast(30, origin=int(origin)))
 
 
-def test_fit_beats_seasonal_naive_on_noisy_load_and_stays_in_bounds() -> None:
+def test_fit_beats_seasonal_naive_on_noisy_load_and_stays_in_bounds(synthetic_load: Any) -> None:
     """On noisy synthetic load the fitted model forecasts a day better than last week's values."""
     y = synthetic_load(35, step=1800)
     train, test = y[:-48], y[-48:]
@@ -65,7 +66,7 @@ def test_fit_beats_seasonal_naive_on_noisy_load_and_stays_in_bounds() -> None:
     assert mape(test, model.forecast(48)) < mape(test, seasonal_naive(train, 336, 48))
 
 
-def test_forecast_spread_widens_with_the_horizon() -> None:
+def test_forecast_spread_widens_with_the_horizon(synthetic_load: Any) -> None:
     """The forecast error standard deviation starts at sigma and never shrinks with lead time."""
     model = fit_holt_winters(synthetic_load(21, step=3600), (24, 168))
     sd = model.forecast_sd(48)
@@ -73,7 +74,7 @@ def test_forecast_spread_widens_with_the_horizon() -> None:
     assert np.all(np.diff(sd) >= 0)
 
 
-def test_progress_is_reported_up_to_one() -> None:
+def test_progress_is_reported_up_to_one(synthetic_load: Any) -> None:
     """Fitting reports increasing progress fractions ending at 1."""
     seen: list[float] = []
     fit_holt_winters(synthetic_load(21, step=3600), (24, 168), progress=seen.append)

@@ -1,16 +1,31 @@
-"""Synthetic household load for the unit tests (real data is only for tests marked realdata)."""
+"""Fixtures of the simulation tests: synthetic load (real data only in realdata tests), run_job.
+
+Helpers are fixtures, not imports, so the tests run under any pytest import mode.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+import pytest
 from jobrunner.testing import JobRun, run_job
 
 from jobrunner_simulation import Simulation
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, whichever configuration file pytest picked up."""
+    config.addinivalue_line(
+        "markers", "realdata: validates on real electricity demand data (needs pmdarima)"
+    )
+
+
 START = 1_718_841_600  # 2024-06-20 00:00 UTC, near midsummer
 
 
-def household_load_w(days: int, step: int = 900, seed: int = 3) -> np.ndarray:
+def make_household_load_w(days: int, step: int = 900, seed: int = 3) -> np.ndarray:
     """A household's load in W: base load, morning and evening peaks, random appliances."""
     rng = np.random.default_rng(seed)
     per_day = 86400 // step
@@ -20,11 +35,29 @@ def household_load_w(days: int, step: int = 900, seed: int = 3) -> np.ndarray:
     return shape + appliances
 
 
-def pairs(values: np.ndarray, step: int = 900, start: int = START) -> list[list[float]]:
+def make_pairs(values: np.ndarray, step: int = 900, start: int = START) -> list[list[float]]:
     """[[unix_ts, value], ...] from regular values."""
     return [[start + step * i, float(v)] for i, v in enumerate(values)]
 
 
-def run_simulation(input: object, params: dict[str, object]) -> JobRun:
+def run_simulation_job(input: object, params: dict[str, object]) -> JobRun:
     """Run the job type as the worker would, through jobrunner's public test helper."""
     return run_job(Simulation, input=input, params=params)
+
+
+@pytest.fixture
+def household_load_w() -> Callable[..., np.ndarray]:
+    """The synthetic load generator: household_load_w(days, step=900, seed=3)."""
+    return make_household_load_w
+
+
+@pytest.fixture
+def pairs() -> Callable[..., list[list[float]]]:
+    """pairs(values, step=900, start=START): [[unix_ts, value], ...]."""
+    return make_pairs
+
+
+@pytest.fixture
+def run_simulation() -> Callable[[Any, dict[str, Any]], JobRun]:
+    """run_simulation(input, params): the job run as the worker would run it."""
+    return run_simulation_job

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import START, household_load_w, pairs, run_simulation
 from jobrunner import InputInvalid, InvalidParams
 
 from jobrunner_simulation.solar import clear_sky_pv_kw
+
+START = 1_718_841_600  # 2024-06-20 00:00 UTC
 
 SERIES = ("soc", "grid_import", "grid_export", "battery_charge", "battery_discharge")
 
@@ -17,7 +20,9 @@ def column(data: dict, name: str) -> np.ndarray:
     return np.array([v for _, v in data["series"][name]])
 
 
-def test_modelled_pv_balances_energy_at_every_step() -> None:
+def test_modelled_pv_balances_energy_at_every_step(
+    household_load_w: Any, run_simulation: Any, pairs: Any
+) -> None:
     """With pv_kwp the output balances at each step, keeps soc in bounds and covers each step."""
     load = household_load_w(7)
     params = {"battery_kwh": 3, "max_charge_kw": 2, "max_discharge_kw": 2, "pv_kwp": 5}
@@ -44,7 +49,9 @@ def test_modelled_pv_balances_energy_at_every_step() -> None:
     assert data["pv"]["source"] == "clear_sky"
 
 
-def test_named_pv_input_in_kw_is_used_instead_of_the_model() -> None:
+def test_named_pv_input_in_kw_is_used_instead_of_the_model(
+    household_load_w: Any, run_simulation: Any, pairs: Any
+) -> None:
     """A 'pv' input series (here kW, like the load) drives the simulation, unit applied to both."""
     load_kw = household_load_w(2) / 1000
     stamps = START + 900.0 * np.arange(len(load_kw))
@@ -57,14 +64,16 @@ def test_named_pv_input_in_kw_is_used_instead_of_the_model() -> None:
     assert data["totals"]["load"] == pytest.approx(load_kw.sum() * 0.25, rel=1e-6)
 
 
-def test_energy_unit_per_step_is_taken_as_is() -> None:
+def test_energy_unit_per_step_is_taken_as_is(run_simulation: Any, pairs: Any) -> None:
     """Load in Wh per 15 minutes is summed as energy: 96 steps of 250 Wh make 24 kWh."""
     data = run_simulation(pairs(np.full(96, 250.0)), {"unit": "Wh", "pv_kwp": 0}).data
     assert data["totals"]["load"] == pytest.approx(24.0)
     assert data["totals"]["grid_import"] == pytest.approx(24.0 - 0.9**0.5 * 5.0, rel=1e-6)
 
 
-def test_progress_is_reported_up_to_one() -> None:
+def test_progress_is_reported_up_to_one(
+    household_load_w: Any, run_simulation: Any, pairs: Any
+) -> None:
     """The job reports increasing progress that ends at 1."""
     progress = [f for f, _ in run_simulation(pairs(household_load_w(2)), {"pv_kwp": 4}).progress]
     assert len(progress) >= 5 and progress == sorted(progress) and progress[-1] == 1.0
@@ -85,13 +94,17 @@ def test_progress_is_reported_up_to_one() -> None:
         ({}, "params.pv_kwp"),
     ],
 )
-def test_invalid_params_name_the_field(params: dict[str, object], field: str) -> None:
+def test_invalid_params_name_the_field(
+    params: dict[str, object], field: str, household_load_w: Any, run_simulation: Any, pairs: Any
+) -> None:
     """Each kind of bad params fails as InvalidParams naming the field."""
     with pytest.raises(InvalidParams, match=field):
         run_simulation(pairs(household_load_w(1)), params)
 
 
-def test_inputs_that_do_not_fit_are_input_invalid() -> None:
+def test_inputs_that_do_not_fit_are_input_invalid(
+    household_load_w: Any, run_simulation: Any, pairs: Any
+) -> None:
     """Wrong input names, negative load and a PV series not spanning the load are refused."""
     load = pairs(household_load_w(2))
     with pytest.raises(InputInvalid, match="'load'"):

@@ -8,9 +8,10 @@ the test is skipped when it is not installed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import run_simulation
 
 datasets = pytest.importorskip("pmdarima.datasets", reason="needs the realdata extra (pmdarima)")
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.realdata
 MONDAY_5_JUNE_2000 = 960163200
 
 
-def test_balance_and_bounds_hold_on_real_demand() -> None:
+def test_balance_and_bounds_hold_on_real_demand(run_simulation: Any) -> None:
     """Twelve weeks of real half-hourly demand: balance at every step, soc within capacity."""
     demand_mw = np.asarray(datasets.load_taylor(), dtype=np.float64)
     load_w = demand_mw / demand_mw.mean() * 400.0
