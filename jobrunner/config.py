@@ -37,6 +37,7 @@ WORK = "work"
 SUBMIT = "submit"
 SERVE = "serve"
 QUEUE = "queue"  # stats, peek, buried, kick, delete, status
+STATUS = "status"  # jobrunner status: reads result documents
 
 
 def _opt(
@@ -89,7 +90,12 @@ class Config:
         commands=(WORK, SERVE),
         metavar="DIR",
     )
-    base_url: str | None = _opt(None, "URL under which results_dir is served", metavar="URL")
+    base_url: str | None = _opt(
+        None,
+        "URL under which results_dir is served (status: resolves a job ID to BASE_URL/ID.json)",
+        commands=(WORK, STATUS),
+        metavar="URL",
+    )
     allow_host: tuple[str, ...] = _opt(
         (),
         "input host allowed (exact, *.suffix or CIDR); loopback/private only when listed",
@@ -118,11 +124,18 @@ class Config:
         (), "origin the http publisher may PUT to (repeatable)", metavar="ORIGIN"
     )
     http_token: str | None = _opt(None, "bearer token the http publisher sends", secret=True)
+    http_timeout: float = _opt(30.0, "seconds one HTTP PUT of a result document may take")
     rsync_peer: tuple[str, ...] = _opt(
         (), "rsync destination results are pushed to", metavar="DEST"
     )
     rsync_required: bool = _opt(False, "fail the publication when an rsync peer fails")
     rsync_timeout: float = _opt(30.0, "seconds one rsync push may take")
+    rsync_retries: int = _opt(
+        5, "attempts to push a final document to a failing rsync peer (in the background)"
+    )
+    metrics_host: str = _opt(
+        "127.0.0.1", "address the metrics and health endpoint listens on (0.0.0.0 for all)"
+    )
     metrics_port: int | None = _opt(
         None, "serve Prometheus metrics and /health on this port", metavar="PORT"
     )
@@ -143,7 +156,7 @@ class Config:
     )
     # all commands
     log_level: str = _opt(
-        "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE)
+        "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
     )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -330,6 +343,7 @@ def validate(config: Config) -> None:
         "max_input_bytes",
         "max_result_bytes",
         "max_put_bytes",
+        "rsync_retries",
     ):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be at least 1, got {getattr(config, name)}")
@@ -341,6 +355,7 @@ def validate(config: Config) -> None:
         "retry_base",
         "retry_max",
         "rsync_timeout",
+        "http_timeout",
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")

@@ -31,9 +31,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 plugins=()
-for dir in plugins/*/; do
+for dir in plugins/*/ examples/plugin-template/; do
   [ -f "$dir/setup.cfg" ] || continue
   if grep -q '^test *=' "$dir/setup.cfg"; then plugins+=(-e "${dir%/}[test]"); else plugins+=(-e "${dir%/}"); fi
 done
-echo "setup: installing jobrunner and ${#plugins[@]} plugin option(s) into .venv"
+echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
 .venv/bin/python -m pip install -q -e ".[test,dev]" "${plugins[@]}"
