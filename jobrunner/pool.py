@@ -121,7 +121,7 @@ class ChildProcess:
         if reply is None:
             self.kill()
             raise ChildDied(f"child did not start within {START_TIMEOUT:.0f} s")
-        log.debug("child_started", slot=self.slot, pid=self.pid)
+        log.info("child_started", slot=self.slot, pid=self.pid)
 
     def send(self, request: dict[str, Any]) -> None:
         """Hand a job to the child.
@@ -191,20 +191,38 @@ class ChildProcess:
         self.kill()
 
     def kill(self, grace: float = KILL_GRACE) -> None:
-        """Stop the child now: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        """Stop the child now: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        The signals go to the child's whole process group (it leads its own
+        session), so programs a job type started die with it.
+        """
         proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             deadline = time.monotonic() + grace
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             if proc.poll() is None:
-                proc.kill()
+                log.warning("child_killed", slot=self.slot, pid=proc.pid, grace=grace)
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+        # Whatever the job type left running in the group goes too.
+        _signal_group(proc, signal.SIGKILL)
         for conn in (self._inbox, self._outbox):
             if conn is not None:
                 conn.close()
         self._inbox = self._outbox = None
         self.proc = None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the process group the child leads (to the child alone if that fails)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # the group is empty: everyone is gone already
+    except PermissionError:  # pragma: no cover - pid reused by someone else's group
+        if proc.poll() is None:
+            proc.send_signal(sig)

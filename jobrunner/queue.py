@@ -138,8 +138,8 @@ class Connection:
                 f"beanstalkd {self.address}: job not found for {method} (deleted, or the "
                 "reservation was lost)"
             ) from None
-        except greenstalk.TimedOutError:
-            raise
+        except (greenstalk.TimedOutError, greenstalk.DeadlineSoonError):
+            raise  # answers to reserve, handled there
         except greenstalk.BeanstalkdError as exc:
             raise QueueError(
                 f"beanstalkd {self.address} refused {method}: {type(exc).__name__}"
@@ -166,8 +166,8 @@ class Connection:
             job = self._call("reserve", timeout)
         except greenstalk.TimedOutError:
             return None
-        except greenstalk.DeadlineSoonError:  # pragma: no cover - one job per connection
-            return None
+        except greenstalk.DeadlineSoonError:  # pragma: no cover - workers reserve nothing
+            return None  # while they hold a job; a producer-side reserve can see it
         return Reserved(id=job.id, body=job.body, server=self.address)
 
     def stats_job(self, job_id: int) -> dict[str, Any]:

@@ -231,13 +231,14 @@ class JobExecutor:
             inputs=[fetched.provenance(name) for name, fetched in inputs.items()],
         )
         t_fetched = time.perf_counter()
-        bound.debug("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
+        bound.info("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
         value = inputs[None].value if None in inputs else {k: v.value for k, v in inputs.items()}
         data = self._call(job, job_type, builder, bound, value, params, attempt)
         t_ran = time.perf_counter()
         self._publish(job, builder.done(data), final=True, log=bound)
         bound.info(
-            "job_done",
+            "job_published",
+            status="done",
             fetch_s=round(t_fetched - t0, 4),
             run_s=round(t_ran - t_fetched, 4),
             total_s=round(time.perf_counter() - t0, 4),
@@ -304,6 +305,9 @@ class JobExecutor:
                 raise
             # A lost status document is not worth failing the job for.
             log.warning("status_publish_failed", status=doc.status, error=failure.message)
+            return
+        if doc.status == "running":
+            log.debug("job_progress", progress=doc.progress, message=doc.message)
 
     def _failed(
         self,
@@ -316,8 +320,9 @@ class JobExecutor:
         delay: float | None = None,
     ) -> Outcome:
         if failure.retryable and attempt < max_attempts:
+            # The job type's own delay wins over the back-off (it knows its upstream).
             wait = (
-                round(delay)
+                max(0, round(delay))
                 if delay is not None
                 else backoff_delay(attempt, self.config.retry_base, self.config.retry_max)
             )
@@ -333,11 +338,14 @@ class JobExecutor:
                 f"gave up after {attempt} attempt(s); last error {failure.code}: {failure.message}"
             )
         expired = isinstance(failure, JobExpired)
-        bound.warning("job_failed", code=failure.code, error=failure.message)
+        bound.warning(
+            "job_expired" if expired else "job_failed", code=failure.code, error=failure.message
+        )
         published = False
         try:
             self._publish(job, builder.failed(failure), final=True, log=bound)
             published = True
+            bound.info("job_published", status="failed", code=failure.code)
         except JobFailure as exc:
             bound.warning("failure_publish_failed", code=exc.code, error=exc.message)
             if isinstance(exc, PublishFailed) and exc.retryable and attempt < max_attempts:

@@ -153,19 +153,28 @@ class Slot(threading.Thread):
         """Reserve and run jobs until the worker stops."""
         try:
             while not self.worker.stopping.is_set():
-                if not self._ensure_child():
-                    continue
-                found = self._reserve()
-                if found is not None:
-                    self.busy = True
-                    try:
-                        self._handle(*found)
-                    finally:
-                        self.busy = False
+                try:
+                    self._step()
+                except Exception:
+                    # A bug here must not silently cost the worker a slot.
+                    log.exception("slot_error", slot=self.index)
+                    self.worker.stopping.wait(1.0)
         finally:
             self.child.stop()
             for conn in self.connections:
                 conn.close()
+            log.info("slot_stopped", slot=self.index)
+
+    def _step(self) -> None:
+        if not self._ensure_child():
+            return
+        found = self._reserve()
+        if found is not None:
+            self.busy = True
+            try:
+                self._handle(*found)
+            finally:
+                self.busy = False
 
     # -- child -----------------------------------------------------------------
 
@@ -212,7 +221,15 @@ class Slot(threading.Thread):
         return (job, conn) if job is not None else None
 
     def _ack(
-        self, conn: Connection, job_id: int, action: str, priority: int, delay: int, bound: Any
+        self,
+        conn: Connection,
+        job_id: int,
+        action: str,
+        priority: int,
+        delay: int,
+        bound: Any,
+        t0: float,
+        **fields: Any,
     ) -> None:
         try:
             if action == DELETE:
@@ -224,10 +241,13 @@ class Slot(threading.Thread):
         except QueueError as exc:
             # The reservation went with the connection: beanstalkd hands the job
             # out again and it runs once more, publishing the same result.
-            bound.warning("job_ack_lost", action=action, error=str(exc))
+            bound.warning("job_ack_lost", action=action, error=str(exc), **fields)
+            self.worker.count("acks_lost")
             return
         event = {DELETE: "job_deleted", RELEASE: "job_released", BURY: "job_buried"}[action]
-        bound.info(event, delay=delay) if action == RELEASE else bound.info(event)
+        if action == RELEASE:
+            fields["delay"] = delay
+        bound.info(event, duration_s=round(time.monotonic() - t0, 3), **fields)
 
     # -- one job ---------------------------------------------------------------
 
@@ -236,6 +256,7 @@ class Slot(threading.Thread):
         try:
             stats = conn.stats_job(reserved.id)
         except QueueError as exc:
+            # Only a broken connection gets here, and beanstalkd gave the job back with it.
             log.warning("job_reservation_lost", beanstalk_id=reserved.id, error=str(exc))
             return
         attempt, ttr = int(stats["reserves"]), max(1, int(stats["ttr"]))
@@ -247,17 +268,23 @@ class Slot(threading.Thread):
             attempt=attempt,
             slot=self.index,
         )
+        if self.worker.stopping.is_set():
+            # The reserve was already under way when the stop signal came: give it back.
+            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
+            return
         try:
             job = codec.decode_job(reserved.body)
         except InvalidJob as invalid:
             self._invalid_job(reserved, invalid, bound)
             self.worker.count("jobs_invalid_job")
-            self._ack(conn, reserved.id, BURY, priority, 0, bound)
+            self._ack(conn, reserved.id, BURY, priority, 0, bound, t0, code=invalid.code)
             return
         bound = bound.bind(job_id=job.id, job_type=job.type)
-        bound.info("job_reserved")
         max_attempts = job.max_attempts or self.config.max_attempts
         timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
+        bound.info(
+            "job_reserved", ttr=ttr, timeout=timeout, max_attempts=max_attempts, pid=self.child.pid
+        )
         try:
             self.child.send(
                 {
@@ -267,33 +294,55 @@ class Slot(threading.Thread):
                     "tube": tube,
                 }
             )
+        except ChildDied as exc:
+            # The job never reached the child (it died while idle): not the job's fault.
+            bound.warning("child_lost", error=exc.description)
+            self.child.kill()
+            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="child_lost")
+            return
+        try:
             reply = self._watch(reserved, conn, ttr, t0 + timeout, bound)
         except ChildDied as exc:
+            self.child.kill()
+            if self._stopping_soon():
+                # systemd's default KillMode=control-group sends SIGTERM to the children
+                # too: a child that died in a shutdown did not crash; give the job back.
+                bound.warning("job_interrupted", reason="shutdown", error=exc.description)
+                self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
+                self.worker.count("jobs_released_on_stop")
+                return
             crash = WorkerCrash(
                 f"the process running the job died ({exc.description}); "
                 "the job type crashed or ran out of memory"
             )
             reply = self._fail_here(job, attempt, crash, bound)
             self.worker.count("child_crashes")
-            self.child.kill()
         if reply is None:  # shutting down: give the job back at once
-            self._ack(conn, reserved.id, RELEASE, priority, 0, bound)
+            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
             self.worker.count("jobs_released_on_stop")
             return
         if reply.get("timeout"):
+            # Stop the child first, so it cannot publish over the failed document.
+            self.child.kill()
+            bound.warning("job_timeout", timeout=timeout)
             failure = JobTimeout(
                 f"the job ran longer than its time-out of {timeout:g} s and "
                 "was stopped; raise 'timeout' in the job (up to --max-timeout) "
                 "or make it faster"
             )
-            self.child.kill()
             reply = self._fail_here(job, attempt, failure, bound)
-            self.worker.count("jobs_timeout")
         self.child.jobs_done += 1
         action = reply["action"]
-        self.worker.count(f"jobs_{reply.get('code') or 'done'}")
-        self._ack(conn, reserved.id, action, priority, int(reply.get("delay", 0)), bound)
-        bound.debug("job_handled", action=action, duration_s=round(time.monotonic() - t0, 4))
+        code = reply.get("code")
+        self.worker.count(f"jobs_{code or 'done'}")
+        fields = {"code": code} if code else {}
+        self._ack(
+            conn, reserved.id, action, priority, int(reply.get("delay", 0)), bound, t0, **fields
+        )
+
+    def _stopping_soon(self, wait: float = 1.0) -> bool:
+        """True when the worker is stopping, or starts to within ``wait`` seconds."""
+        return self.worker.stopping.wait(wait)
 
     def _watch(
         self, reserved: Reserved, conn: Connection, ttr: int, deadline: float, bound: Any
@@ -302,10 +351,17 @@ class Slot(threading.Thread):
 
         Returns the child's reply, ``{"timeout": True}`` past the deadline, or
         ``None`` when the worker is stopping and the job must be given back.
+
+        Raises:
+            ChildDied: the child exited or was killed while running the job.
         """
-        # Touch at half the TTR: beanstalkd warns (DEADLINE_SOON) one second before it.
-        touch_every = max(0.5, ttr / 2)
+        # Touch at half the TTR (at least 1.5 s before it runs out). beanstalkd's
+        # DEADLINE_SOON warning only comes as the answer to a reserve on the connection
+        # holding the job, and this connection reserves nothing while the job runs, so
+        # the schedule itself must keep well ahead of the deadline.
+        touch_every = max(0.5, min(ttr / 2, ttr - 1.5))
         next_touch = time.monotonic() + touch_every
+        reservation_lost = False
         while True:
             now = time.monotonic()
             wake = min(next_touch, deadline, now + _POLL)
@@ -318,7 +374,10 @@ class Slot(threading.Thread):
             if self.worker.aborting.is_set() or (
                 self.worker.stopping.is_set() and now >= self.worker.stop_deadline
             ):
-                bound.warning("job_interrupted", reason="shutdown")
+                bound.warning(
+                    "job_interrupted",
+                    reason="second signal" if self.worker.aborting.is_set() else "grace over",
+                )
                 self.child.kill()
                 return None
             if now >= next_touch:
@@ -327,7 +386,11 @@ class Slot(threading.Thread):
                     conn.touch(reserved.id)
                     bound.debug("job_touched")
                 except QueueError as exc:
-                    bound.warning("job_touch_failed", error=str(exc))
+                    # The job will be handed out again; finish anyway: the result is
+                    # the same, and publishing it twice is harmless.
+                    if not reservation_lost:
+                        bound.warning("job_touch_failed", error=str(exc))
+                    reservation_lost = True
 
     def _fail_here(self, job: Any, attempt: int, failure: JobFailure, bound: Any) -> dict[str, Any]:
         bound.warning("job_failed", code=failure.code, error=failure.message)

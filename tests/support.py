@@ -365,3 +365,255 @@ def pythonpath_env(*directories: Path) -> dict[str, str]:
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
     return {"PYTHONPATH": os.pathsep.join(parts)}
+
+
+# -- test job types and helpers for the lifecycle tests and bench/chaos.py -------------
+
+#: Source of the ``jrtestjobs`` module: job types that misbehave on purpose.
+TEST_JOBS_SOURCE = '''\
+"""Job types for jobrunner's lifecycle tests: they sleep, crash, hang, hog memory."""
+
+import ctypes
+import os
+import signal
+import time
+
+import jobrunner
+
+_HOG = []
+
+
+def _mark(ctx, what):
+    """Append ``JOB_ID PID ATTEMPT WHAT`` to params.runs_file (O_APPEND: one write per line)."""
+    path = ctx.params.get("runs_file")
+    if path:
+        line = f"{ctx.job.id} {os.getpid()} {ctx.attempt} {what}\\n".encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def sleep(ctx):
+    """Sleep params.seconds with progress; mark start and end in params.runs_file."""
+    _mark(ctx, "start")
+    seconds = float(ctx.params.get("seconds", 1))
+    steps = max(1, int(seconds * 4))
+    for step in range(steps):
+        time.sleep(seconds / steps)
+        ctx.progress((step + 1) / steps)
+    _mark(ctx, "end")
+    return {"slept": seconds, "pid": os.getpid(), "attempt": ctx.attempt}
+
+
+def segfault(ctx):
+    """Dereference NULL: the child dies of SIGSEGV."""
+    _mark(ctx, "start")
+    ctypes.string_at(0)
+
+
+def exit3(ctx):
+    """Leave the child at once with exit code 3."""
+    _mark(ctx, "start")
+    os._exit(3)
+
+
+def oom(ctx):
+    """Die of SIGKILL, as the kernel's OOM killer does it."""
+    _mark(ctx, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail(ctx):
+    """Raise ValueError: a plugin bug."""
+    raise ValueError("bad value in test job")
+
+
+def hang(ctx):
+    """Never return; with params.ignore_term also ignore SIGTERM (needs SIGKILL)."""
+    if ctx.params.get("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _mark(ctx, "start")
+    while True:
+        time.sleep(0.05)
+
+
+def retry_once(ctx):
+    """Ask for a retry on attempt 1 (params.delay seconds, if given); succeed after."""
+    _mark(ctx, "start")
+    if ctx.attempt == 1:
+        raise jobrunner.Retry("not ready on the first attempt", delay=ctx.params.get("delay"))
+    return {"attempt": ctx.attempt}
+
+
+def always_retry(ctx):
+    """Ask for a retry every time."""
+    _mark(ctx, "start")
+    raise jobrunner.Retry("upstream still not ready")
+
+
+def memory_hog(ctx):
+    """Allocate params.mib MiB, keep it in the process, return the pid."""
+    block = bytearray(int(ctx.params.get("mib", 200)) * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    _HOG.append(block)
+    return {"pid": os.getpid()}
+
+
+def count_runs(ctx):
+    """Sleep params.seconds (default 0), then append the job id to params.runs_file."""
+    time.sleep(float(ctx.params.get("seconds", 0)))
+    _mark(ctx, "end")
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+def pid(ctx):
+    """Return the child's pid."""
+    return {"pid": os.getpid()}
+'''
+
+TEST_JOB_TYPES = (
+    "sleep",
+    "segfault",
+    "exit3",
+    "oom",
+    "fail",
+    "hang",
+    "retry_once",
+    "always_retry",
+    "memory_hog",
+    "count_runs",
+    "pid",
+)
+
+
+def write_test_jobs(directory: Path) -> Path:
+    """Write ``jrtestjobs`` plus a fake installed distribution into ``directory``.
+
+    ``<dir>/jrtestjobs.py``, ``<dir>/jrtestjobs_broken.py`` (fails to import) and
+    ``<dir>/jrtestjobs-1.0.dist-info/{METADATA,entry_points.txt}``: with ``directory``
+    on PYTHONPATH, importlib.metadata (and so stevedore) finds the job types exactly
+    as if they were pip-installed. Returns ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "jrtestjobs.py").write_text(TEST_JOBS_SOURCE)
+    (directory / "jrtestjobs_broken.py").write_text(
+        "import jrtestjobs_no_such_dependency  # noqa: F401\n"
+    )
+    info = directory / "jrtestjobs-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jrtestjobs\nVersion: 1.0\n")
+    lines = [f"test_{name} = jrtestjobs:{name}" for name in TEST_JOB_TYPES]
+    lines.append("test_broken = jrtestjobs_broken:run")
+    (info / "entry_points.txt").write_text("[jobrunner.job_types]\n" + "\n".join(lines) + "\n")
+    return directory
+
+
+def job_body(
+    job_type: str,
+    result_url: str,
+    input_url: str,
+    *,
+    job_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> bytes:
+    """A valid version-1 job document (``fields`` adds timeout, max_attempts, expires, ...)."""
+    import uuid
+
+    doc: dict[str, Any] = {
+        "v": 1,
+        "id": job_id or uuid.uuid4().hex,
+        "type": job_type,
+        "input": input_url,
+        "result": result_url,
+        "params": dict(params or {}),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    doc.update(fields)
+    return json.dumps(doc).encode()
+
+
+class Lab:
+    """A test bench for the job lifecycle: test job types, an input file, results, runs.
+
+    Jobs read ``file://<root>/inputs/in.json`` (``--allow-file-inputs``), publish into
+    ``<root>/results`` under ``base_url``, and the misbehaving job types record their
+    runs in ``runs_file``.
+    """
+
+    def __init__(self, root: Path, base_url: str = "http://results.test/") -> None:
+        self.root = root
+        self.jobs_dir = write_test_jobs(root / "testjobs")
+        self.inputs_dir = root / "inputs"
+        self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        (self.inputs_dir / "in.json").write_text('{"x": 1}')
+        self.input_url = (self.inputs_dir / "in.json").as_uri()
+        self.results_dir = root / "results"
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.base_url = base_url
+        self.runs_file = root / "runs.txt"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Worker environment: the test job types on PYTHONPATH, short retries."""
+        path = os.pathsep.join(
+            p for p in (str(self.jobs_dir), os.environ.get("PYTHONPATH", "")) if p
+        )
+        return {"PYTHONPATH": path, **overrides}
+
+    def body(
+        self,
+        job_type: str,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> bytes:
+        """A job of ``test_<job_type>`` whose result is ``<name>.json`` (job id ``name``)."""
+        merged = {"runs_file": str(self.runs_file), **dict(params or {})}
+        return job_body(
+            f"test_{job_type}",
+            self.base_url + f"{name}.json",
+            self.input_url,
+            job_id=name,
+            params=merged,
+            **fields,
+        )
+
+    def result(self, name: str) -> Path:
+        """Where the result document of job ``name`` is written."""
+        return self.results_dir / f"{name}.json"
+
+    def runs(self, what: str | None = None) -> list[list[str]]:
+        """The lines of the runs file (``JOB_ID PID ATTEMPT WHAT``), optionally filtered."""
+        try:
+            text = self.runs_file.read_text()
+        except FileNotFoundError:
+            return []
+        rows = [line.split() for line in text.splitlines() if line.strip()]
+        return [row for row in rows if what is None or row[3] == what]
+
+    def worker(self, beanstalk: str | list[str], *extra: str, **kwargs: Any) -> Worker:
+        """``jobrunner work`` on this lab's results and inputs, with the test job types."""
+        env = self.env(**dict(kwargs.pop("env", None) or {}))
+        return Worker(
+            beanstalk,
+            self.results_dir,
+            self.base_url,
+            "--allow-file-inputs",
+            str(self.inputs_dir),
+            *extra,
+            env=env,
+            **kwargs,
+        )
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != b"Z"
