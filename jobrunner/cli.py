@@ -1,11 +1,12 @@
 """The ``jobrunner`` command: ``main(argv) -> exit code``.
 
 Commands (names and flags are a contract, see DESIGN.md): ``work``,
-``submit``, ``serve``, ``plugins``, ``stats``, ``peek``, ``buried``,
-``kick``, ``delete``, ``config``. Every setting flag is generated from
+``submit``, ``status``, ``serve``, ``plugins``, ``stats``, ``peek``,
+``buried``, ``kick``, ``delete``, ``config``. Every setting flag is generated from
 :class:`jobrunner.config.Config` and has a ``JOBRUNNER_*`` environment twin.
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
+Exit codes: 0 success, 1 the operation failed (``submit --wait``: the job
+failed), 2 bad usage or configuration, 3 ``submit --wait`` timed out.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobrunner import __version__
-from jobrunner.config import QUEUE, SERVE, SUBMIT, WORK, Config, load_config, settings
+from jobrunner.config import QUEUE, SERVE, STATUS, SUBMIT, WORK, Config, load_config, settings
 from jobrunner.errors import ConfigError, InvalidJob, JobRunnerError
 from jobrunner.logging import configure_logging
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
@@ -104,8 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-attempts", type=int, help="attempts for retryable failures")
     submit.add_argument("--meta", metavar="JSON", help="JSON object copied into the result")
     submit.add_argument("--id", help="job id (a UUID4 by default)")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the result URL until the job is done (exit 0) or failed (exit 1), "
+        "showing progress on stderr; print the result document",
+    )
+    submit.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up after SECONDS (exit 3); no limit by default",
+    )
+    submit.add_argument(
+        "--quiet",
+        action="store_true",
+        help="with --wait: no progress, print a one-line summary instead of the document",
+    )
     _add_settings(submit, SUBMIT)
     submit.set_defaults(handler=cmd_submit)
+
+    status = sub.add_parser(
+        "status", help="show a job's current result document (running, done or failed)"
+    )
+    status.add_argument(
+        "target",
+        metavar="URL-or-ID",
+        help="the result URL, or a job ID looked up as BASE_URL/ID.json (needs --base-url)",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw document")
+    _add_settings(status, STATUS)
+    status.set_defaults(handler=cmd_status)
 
     serve = sub.add_parser("serve", help="serve result documents over HTTP")
     _add_settings(serve, SERVE)
@@ -229,7 +259,70 @@ def cmd_submit(args: argparse.Namespace) -> int:
         except InvalidJob as exc:
             print(f"jobrunner submit: refused: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    print(job_id)
+    if not args.wait:
+        print(job_id)
+        return EXIT_OK
+    return _wait_for_result(job_id, args.result, timeout=args.wait_timeout, quiet=args.quiet)
+
+
+def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: bool) -> int:
+    """``submit --wait``: follow ``url`` to the final document of ``job_id``."""
+    from jobrunner.follow import ProgressDisplay, WaitTimeout, follow, summarize
+
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--wait-timeout must be above 0, got {timeout:g}")
+    if not quiet:
+        print(f"submitted {job_id}; waiting for {url}", file=sys.stderr)
+    display = None if quiet else ProgressDisplay(sys.stderr)
+    try:
+        doc = follow(
+            url,
+            job_id=job_id,
+            timeout=timeout,
+            on_update=display.update if display else None,
+            on_waiting=display.waiting if display else None,
+        )
+    except WaitTimeout as exc:
+        if display:
+            display.finish()
+        print(f"jobrunner submit: {exc}", file=sys.stderr)
+        print(f"jobrunner submit: the job may still run; 'jobrunner status {url}'", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if display:
+        display.finish()
+    if quiet:
+        print(summarize(doc))
+    else:
+        print(json.dumps(doc, indent=2))
+    if doc.get("status") == "done":
+        return EXIT_OK
+    error = doc.get("error")
+    if not isinstance(error, dict):
+        error = {}
+    print(
+        f"jobrunner submit: job {job_id} failed: {error.get('code')}: {error.get('message')}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``jobrunner status``: the current result document of a job, readable or raw."""
+    config = _config(args)
+    configure_logging(config.log_level)
+    from jobrunner.follow import ResultReader, describe, resolve_result_url
+
+    url = resolve_result_url(args.target, config.base_url)
+    with ResultReader() as reader:
+        doc = reader.read(url)
+    if doc is None:
+        print(
+            f"jobrunner status: no result document at {url} yet "
+            "(the job may still wait in the queue, or the URL is wrong)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(json.dumps(doc, indent=2) if args.json else describe(doc))
     return EXIT_OK
 
 
