@@ -18,7 +18,8 @@ httpx exceptions are translated here; nothing above catches them::
     5xx, 408, 429, time-out, deadline,
       connection or protocol error        InputFailed        retryable
     body over max_input_bytes             InputTooLarge      permanent
-    undecodable body (JSON, gzip)         InputInvalid       permanent
+    undecodable body (JSON, gzip),
+      stacked or unknown Content-Encoding InputInvalid       permanent
     refused by the URL policy             InputRefused       permanent
 
 One :class:`Fetcher` (one connection pool) lives in each child process, so
@@ -68,6 +69,7 @@ _DRAIN_BYTES = 64 * 1024  # read this much of an unused body so the connection i
 _MAX_THREADS = 8
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 _ACCEPT = "application/json, */*;q=0.5"
+_ENCODINGS = ("gzip", "deflate")  # what httpx decodes without extra packages
 _NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
@@ -297,7 +299,11 @@ class Fetcher:
             cookies=http.cookiejar.CookieJar(policy=_NO_COOKIES),
             follow_redirects=False,
             timeout=self._timeout(config.fetch_timeout),
-            headers={"User-Agent": f"jobrunner/{__version__}", "Accept": _ACCEPT},
+            headers={
+                "User-Agent": f"jobrunner/{__version__}",
+                "Accept": _ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
         )
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -527,8 +533,21 @@ class Fetcher:
     def _read(self, url: str, response: httpx.Response, deadline: float) -> FetchedInput:
         limit = self._config.max_input_bytes
         length = response.headers.get("Content-Length", "")
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding == "identity" and length.isdigit() and int(length) > limit:
+        encodings = [
+            value.strip().lower()
+            for value in response.headers.get_list("Content-Encoding", split_commas=True)
+            if value.strip().lower() not in ("", "identity")
+        ]
+        # One gzip or deflate layer only: stacked layers multiply the inflation
+        # of a single network chunk (a few KiB could become gigabytes before the
+        # size check sees them), and unknown ones would reach the job undecoded.
+        if len(encodings) > 1 or (encodings and encodings[0] not in _ENCODINGS):
+            raise InputInvalid(
+                f"input {url}: unsupported Content-Encoding "
+                f"{response.headers.get('Content-Encoding')!r}; "
+                "only a single gzip or deflate encoding is accepted"
+            )
+        if not encodings and length.isdigit() and int(length) > limit:
             raise self._too_large(url, f"it announces {int(length)} bytes")
         chunks: list[bytes] = []
         size = 0

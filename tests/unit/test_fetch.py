@@ -151,7 +151,7 @@ def test_gzip_body_decoded_and_fingerprinted_after_decoding() -> None:
     with make(
         lambda r: httpx.Response(
             200,
-            content=gzip.compress(plain),
+            stream=httpx.ByteStream(gzip.compress(plain)),
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         )
     ) as f:
@@ -196,7 +196,7 @@ def test_corrupt_gzip_is_input_invalid() -> None:
     """A body that claims gzip but is not is InputInvalid."""
     f = make(
         lambda r: httpx.Response(
-            200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"}
+            200, stream=httpx.ByteStream(b"not gzip at all"), headers={"Content-Encoding": "gzip"}
         )
     )
     with pytest.raises(InputInvalid, match="decoded"):
@@ -283,7 +283,7 @@ def test_compression_bomb_stops_at_decoded_limit(
     f = make(
         lambda r: httpx.Response(
             200,
-            content=bomb,
+            stream=httpx.ByteStream(bomb),
             headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
         ),
         max_input_bytes=1024 * 1024,
@@ -631,3 +631,32 @@ def test_cookies_are_not_kept_between_fetches() -> None:
         f.fetch("https://data.example/a")
         f.fetch("https://data.example/b")
     assert "cookie" not in recorder.requests[1].headers
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "gzip,deflate", "br", "zstd", "compress"])
+def test_stacked_or_unknown_content_encoding_refused(encoding: str) -> None:
+    """Stacked encodings (a multiplying bomb) and unknown ones are InputInvalid before decoding."""
+    bomb = gzip.compress(gzip.compress(b"\0" * (50 * 1024 * 1024)))
+    f = make(
+        lambda r: httpx.Response(
+            200, stream=httpx.ByteStream(bomb), headers={"Content-Encoding": encoding}
+        ),
+        max_input_bytes=1024 * 1024,
+    )
+    with pytest.raises(InputInvalid, match="Content-Encoding"):
+        f.fetch("https://data.example/bomb")
+
+
+def test_identity_encoding_accepted() -> None:
+    """An explicit identity encoding is the plain body."""
+    f = make(
+        lambda r: httpx.Response(200, content=b"abc", headers={"Content-Encoding": "identity"})
+    )
+    assert f.fetch("https://data.example/x").body == b"abc"
+
+
+def test_accept_encoding_is_gzip_and_deflate_only() -> None:
+    """Only the encodings the size check can bound are asked for."""
+    recorder = Recorder(lambda r: json_response())
+    make(recorder).fetch("https://data.example/x")
+    assert recorder.requests[0].headers["Accept-Encoding"] == "gzip, deflate"
