@@ -1,0 +1,325 @@
+"""The example portal end to end in a real browser (headless Chromium, Selenium).
+
+Everything is real and on 127.0.0.1: beanstalkd, a worker with the plugins,
+``jobrunner serve`` for the results (the worker's origin) and for the sensor
+inputs, the portal (``examples/portal/portal.py``) on a third origin, and
+Debian's ``chromium`` driven through ``chromedriver``. The browser submits a
+forecast through the portal's form and the portal's page draws it from the
+result document it loads, cross-origin, from the results server.
+
+Skipped locally when Chromium, chromedriver, Selenium, the prediction plugin
+or its real data (pmdarima) is missing; under ``CI=true`` that is a failure.
+Screenshots go to ``test-artifacts/`` at the top of the repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support import (
+    IN_CI,
+    Beanstalkd,
+    LoggedProcess,
+    ResultsServer,
+    Worker,
+    free_port,
+    require_binary,
+    wait_for_port,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTAL_DIR = ROOT / "examples" / "portal"
+ARTIFACTS = ROOT / "test-artifacts"
+JOB_WAIT = 45.0  # seconds for a job to end, as the page sees it
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # running as root (CI containers) needs it
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # No network beyond loopback here: keep Chromium from trying.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1100,900",
+)
+
+
+def require_module(name: str, extra: str) -> None:
+    """Skip locally when module ``name`` is missing, fail under CI."""
+    if importlib.util.find_spec(name) is None:
+        message = f"{name} is not installed: {extra} (scripts/test.sh installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@dataclass
+class Stack:
+    """The running services and where they are."""
+
+    portal_url: str
+    results: ResultsServer
+    inputs: ResultsServer
+    worker: Worker
+    portal: LoggedProcess
+
+    def logs(self) -> str:
+        """The tails of the worker's and portal's logs, for failure messages."""
+        return (
+            "worker log:\n"
+            + "\n".join(self.worker.lines[-15:])
+            + "\nportal log:\n"
+            + "\n".join(self.portal.lines[-15:])
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """beanstalkd, inputs and results servers, a worker and the portal, as run.sh starts them."""
+    require_module("jobrunner_prediction", "pip install -e plugins/jobrunner-prediction")
+    require_module("pmdarima", "pip install -e 'plugins/jobrunner-prediction[realdata]'")
+    work = tmp_path_factory.mktemp("portal")
+    started: list[Any] = []
+    try:
+        beanstalkd = Beanstalkd().start()
+        started.append(beanstalkd)
+        portal_port = free_port()
+        portal_url = f"http://127.0.0.1:{portal_port}"
+        subprocess.run(
+            [sys.executable, str(PORTAL_DIR / "sensors.py"), "--inputs-dir", str(work / "inputs")],
+            check=True,
+            timeout=60,
+        )
+        # Both servers allow the portal's origin, and only it.
+        inputs = ResultsServer(work / "inputs", "--cors-origin", portal_url)
+        started.append(inputs)
+        results = ResultsServer(work / "results", "--cors-origin", portal_url)
+        started.append(results)
+        worker = Worker(beanstalkd.address, work / "results", results.base_url, concurrency=2)
+        started.append(worker)
+        portal = LoggedProcess(
+            [
+                sys.executable,
+                str(PORTAL_DIR / "portal.py"),
+                "--port",
+                str(portal_port),
+                "--beanstalk",
+                beanstalkd.address,
+                "--inputs-url",
+                inputs.base_url,
+                "--results-url",
+                results.base_url,
+            ]
+        )
+        started.append(portal)
+        wait_for_port(portal_port, timeout=20)
+        yield Stack(portal_url, results, inputs, worker, portal)
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through chromedriver (never a downloaded browser)."""
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    require_module("selenium", "pip install selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    with tempfile.TemporaryDirectory(prefix="portal-chromium-") as profile:
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+        driver.set_page_load_timeout(20)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+def submit_forecast(browser: Any, stack: Stack, sensor: str, horizon: str, method: str) -> None:
+    """Fill in and send the portal's form, as a user would."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(stack.portal_url + "/")
+    Select(browser.find_element(By.ID, "sensor")).select_by_value(sensor)
+    field = browser.find_element(By.ID, "horizon")
+    field.clear()
+    field.send_keys(horizon)
+    Select(browser.find_element(By.ID, "method")).select_by_value(method)
+    browser.find_element(By.ID, "submit").click()
+
+
+def wait_for_page_status(browser: Any, stack: Stack, statuses: tuple[str, ...]) -> str:
+    """Wait until the job page's ``data-status`` is one of ``statuses``; return it."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def status(driver: Any) -> str | None:
+        value = driver.find_element(By.ID, "job").get_attribute("data-status")
+        return value if value in statuses else None
+
+    try:
+        result: str = WebDriverWait(browser, JOB_WAIT, poll_frequency=0.1).until(status)
+    except TimeoutException:
+        text = browser.find_element(By.ID, "status-text").text
+        raise AssertionError(f"page still says {text!r}\n{stack.logs()}") from None
+    return result
+
+
+def screenshot(browser: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    assert browser.save_screenshot(str(path)), f"no screenshot at {path}"
+    return path
+
+
+def points_attribute(element: Any) -> list[tuple[float, float]]:
+    return [
+        (float(x), float(y))
+        for x, y in (pair.split(",") for pair in element.get_attribute("points").split())
+    ]
+
+
+def test_forecast_chart_is_drawn_from_the_worker_result(browser: Any, stack: Stack) -> None:
+    """A submitted forecast is drawn — history, every forecast point, the interval — from the
+    result document the page loaded cross-origin from the worker's results server."""
+    from selenium.webdriver.common.by import By
+
+    submit_forecast(browser, stack, "substation-b", "24h", "auto")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "done"
+    job = browser.find_element(By.ID, "job")
+    result_url = job.get_attribute("data-result-url")
+    job_id = job.get_attribute("data-job-id")
+    assert result_url == f"{stack.results.base_url}portal/{job_id}.json"
+
+    # The result document the worker published, read here independently.
+    doc = stack.results.get_json(f"portal/{job_id}.json")
+    assert doc["status"] == "done" and doc["type"] == "prediction"
+    assert doc["meta"] == {"sensor": "substation-b", "portal": "example"}
+    forecast = doc["data"]["forecast"]
+    assert len(forecast) == 48  # 24 h of half-hours
+
+    # The page read it from the worker's origin, not the portal's.
+    page_origin = browser.execute_script("return window.location.origin")
+    assert page_origin == stack.portal_url
+    assert job.get_attribute("data-fetched-from") == result_url
+    results_origin = "{0.scheme}://{0.netloc}".format(urlsplit(stack.results.base_url))
+    assert results_origin != page_origin
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => [e.name, e.initiatorType])"
+    )
+    assert [result_url, "fetch"] in resources
+    assert [stack.inputs.base_url + "sensors/substation-b.json", "fetch"] in resources
+
+    # The chart: every forecast point at its value, the band, the history.
+    chart = browser.find_element(By.CSS_SELECTOR, "#chart svg.forecast-chart")
+    assert chart.is_displayed()
+    line = chart.find_element(By.CSS_SELECTOR, "polyline.forecast")
+    assert int(line.get_attribute("data-points")) == len(forecast)
+    xs = [x for x, _ in points_attribute(line)]
+    assert len(xs) == len(forecast) and xs == sorted(xs)
+    dots = chart.find_elements(By.CSS_SELECTOR, "circle.forecast-point")
+    drawn = [
+        [float(dot.get_attribute("data-ts")), float(dot.get_attribute("data-value"))]
+        for dot in dots
+    ]
+    assert len(drawn) == len(forecast)
+    for (ts, value), (want_ts, want_value) in zip(drawn, forecast, strict=True):
+        assert ts == want_ts and math.isclose(value, want_value, rel_tol=1e-9)
+    band = chart.find_element(By.CSS_SELECTOR, "polygon.interval")
+    assert len(points_attribute(band)) == 2 * len(forecast)
+    history = chart.find_element(By.CSS_SELECTOR, "polyline.history")
+    assert int(history.get_attribute("data-points")) == 3 * 48  # the last three days
+    assert max(x for x, _ in points_attribute(history)) < min(xs)
+    summary = browser.find_element(By.ID, "summary").text
+    assert f"48 forecast steps with {doc['data']['method'].replace('_', ' ')}" in summary
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    path = screenshot(browser, "portal.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_failed_job_shows_its_error_code(browser: Any, stack: Stack) -> None:
+    """A forecast for the offline sensor (its input URL is a 404) shows ``input_unavailable``."""
+    from selenium.webdriver.common.by import By
+
+    submit_forecast(browser, stack, "substation-d", "24h", "auto")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "failed"
+    assert browser.find_element(By.ID, "error").is_displayed()
+    assert browser.find_element(By.ID, "error-code").text == "input_unavailable"
+    assert "404" in browser.find_element(By.ID, "error-message").text
+    assert not browser.find_element(By.ID, "chart-box").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg") == []
+    screenshot(browser, "portal-failed.png")
+
+
+def test_invalid_horizon_shows_invalid_params(browser: Any, stack: Stack) -> None:
+    """A horizon the job type refuses comes back to the page as ``invalid_params``."""
+    from selenium.webdriver.common.by import By
+
+    submit_forecast(browser, stack, "substation-a", "soon", "holt_winters")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "failed"
+    assert browser.find_element(By.ID, "error-code").text == "invalid_params"
+    assert "horizon" in browser.find_element(By.ID, "error-message").text
+
+
+def test_progress_bar_follows_running_document(browser: Any, stack: Stack) -> None:
+    """While the document says ``running`` the page shows its progress; a change is picked up."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    job_id = "5d0c6a57-2f6b-4c4e-9a55-0d2d1f7a9b10"
+    path = stack.results.results_dir / "portal" / f"{job_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    running = {
+        "v": 1,
+        "id": job_id,
+        "type": "prediction",
+        "status": "running",
+        "progress": 0.4,
+        "message": "fitting",
+        "timestamp": "2026-01-31T12:00:00Z",
+        "worker": "node-7",
+    }
+    path.write_text(json.dumps(running))
+    browser.get(f"{stack.portal_url}/jobs/{job_id}?sensor=substation-a")
+    assert wait_for_page_status(browser, stack, ("running",)) == "running"
+    progress = browser.find_element(By.ID, "progress")
+    assert progress.is_displayed()
+    assert float(progress.get_attribute("value")) == pytest.approx(0.4)
+    assert browser.find_element(By.ID, "status-text").text == "Running on node-7: 40 % — fitting"
+
+    path.write_text(json.dumps({**running, "progress": 0.75, "message": "back-testing"}))
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(
+        lambda driver: "75 %" in driver.find_element(By.ID, "status-text").text
+    )
+    failed = {
+        **running,
+        "status": "failed",
+        "error": {"code": "timeout", "message": "ran past 300 s", "retryable": False},
+    }
+    path.write_text(json.dumps(failed))
+    assert wait_for_page_status(browser, stack, ("failed",)) == "failed"
+    assert browser.find_element(By.ID, "error-code").text == "timeout"
