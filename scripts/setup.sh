@@ -33,7 +33,10 @@ fi
 plugins=()
 for dir in plugins/*/ examples/plugin-template/; do
   [ -f "$dir/setup.cfg" ] || continue
-  if grep -q '^test *=' "$dir/setup.cfg"; then plugins+=(-e "${dir%/}[test]"); else plugins+=(-e "${dir%/}"); fi
+  # Extras: test, and realdata (the real demand data the plugins' validation tests
+  # and the example portal's browser test use).
+  extras=$(grep -oE '^(test|realdata) *=' "$dir/setup.cfg" | tr -d ' =' | paste -sd, - || true)
+  if [ -n "$extras" ]; then plugins+=(-e "${dir%/}[$extras]"); else plugins+=(-e "${dir%/}"); fi
 done
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
 .venv/bin/python -m pip install -q -e ".[test,dev]" "${plugins[@]}"
