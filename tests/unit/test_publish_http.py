@@ -16,9 +16,7 @@ TOKEN = "t0ken"
 BODY = b'{"v": 1, "id": "j1", "type": "echo", "status": "done", "timestamp": "x"}'
 
 
-def make(
-    handler: Callable[[httpx.Request], httpx.Response], **settings: object
-) -> HttpPublisher:
+def make(handler: Callable[[httpx.Request], httpx.Response], **settings: object) -> HttpPublisher:
     values: dict[str, object] = {"put_origin": (ORIGIN,), "http_token": TOKEN}
     values.update(settings)
     return HttpPublisher(Config(**values), transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
