@@ -379,3 +379,10 @@ def validate(config: Config) -> None:
         )
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
+    # A bad --allow-host entry must fail here, before any child process starts.
+    from jobrunner.policy import UrlPolicy
+
+    try:
+        UrlPolicy(config.allow_host, allow_file_inputs=config.allow_file_inputs)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -158,13 +158,13 @@ class InputRefused(JobFailure):
 
 
 class InputUnavailable(JobFailure):
-    """Raised when the input server answers with a 4xx status."""
+    """Raised on a 4xx answer (not 408/429), too many redirects, or a missing ``file:`` input."""
 
     code = "input_unavailable"
 
 
 class InputFailed(JobFailure):
-    """Raised on a 5xx answer, a time-out or a connection error while fetching."""
+    """Raised on a 5xx, 408 or 429 answer, a time-out, a DNS or connection error."""
 
     code = "input_failed"
     retryable = True

@@ -87,3 +87,9 @@ def test_settings_have_flags_and_env_names() -> None:
     assert names["allow_host"].is_list
     fields = {f.name for f in Config.__attrs_attrs__}  # type: ignore[attr-defined]
     assert set(names) == fields - {"sources"}
+
+
+def test_bad_allow_host_fails_at_start_up() -> None:
+    """An --allow-host entry that is neither a host, *.suffix nor CIDR is a config error."""
+    with pytest.raises(ConfigError):
+        load_config(env={"JOBRUNNER_ALLOW_HOST": "10.0.0.0/33"})
