@@ -71,3 +71,15 @@ def test_explicit_method_too_short_is_an_error(synthetic_load: Any) -> None:
     """Asking for weekly naive on three days of data fails with the length needed."""
     with pytest.raises(ValueError, match="at least 336"):
         predict(synthetic_load(3), 48, 48, "seasonal_naive_week")
+
+
+def test_intervals_widen_when_the_back_test_errs_more_than_expected(synthetic_load: Any) -> None:
+    """A drift in the last week makes the back-test err; the forecast spread grows to match."""
+    y = synthetic_load(35)
+    calm, _, _ = predict(y, 48, 48, "seasonal_naive_day")
+    shifted = y.copy()
+    shifted[-336:] += np.linspace(0.0, 800.0, 336)
+    result, used, _ = predict(shifted, 48, 48, "seasonal_naive_day")
+    assert used is not None and used.spread_ratio > 1.0
+    assert result.fitted["interval_scale"] == pytest.approx(min(used.spread_ratio, 3.0), rel=1e-3)
+    assert "interval_scale" not in calm.fitted or calm.fitted["interval_scale"] < 1.5

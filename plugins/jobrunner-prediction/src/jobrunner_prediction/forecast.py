@@ -35,6 +35,8 @@ AUTO = "auto"
 # about tomorrow, and a bounded window keeps a year of 15-minute data well under a second.
 FIT_WEEKS = 6
 FIT_MAX_POINTS = 50_000
+# Widening prediction intervals after the back-test stops here.
+MAX_SPREAD_SCALE = 3.0
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,19 @@ class Forecast:
 
 @dataclass(frozen=True)
 class Backtest:
-    """Accuracy of a method on the last ``steps`` points, from ``origins`` forecast origins."""
+    """Accuracy of a method on the last ``steps`` points, from ``origins`` forecast origins.
+
+    ``spread_ratio`` is the root mean square of the errors divided by the
+    method's own error standard deviation for each lead time: above 1 the
+    method's prediction intervals were too narrow there.
+    """
 
     method: str
     steps: int
     origins: int
     mape: float | None
     mae: float
+    spread_ratio: float = 1.0
 
     def score(self) -> float:
         """What ``auto`` minimises: MAPE, or MAE where MAPE is undefined."""
@@ -138,16 +146,26 @@ def backtest(
     if method == "holt_winters":
         window, periods = _holt_winters_window(y[:train_end], day)
         offset = train_end - len(window)
-        model = fit_holt_winters(window, periods, progress=progress).extended(y[offset:])
-        paths = model.forecast_paths(origins - offset, lead)
+        model = fit_holt_winters(window, periods, progress=progress)
+        sd = model.forecast_sd(lead)
+        paths = model.extended(y[offset:]).forecast_paths(origins - offset, lead)
     else:
         period = day if method == "seasonal_naive_day" else 7 * day
+        sd = seasonal_naive_sd(y[max(0, train_end - FIT_WEEKS * 7 * day) : train_end], period, lead)
         paths = y[origins[:, None] + steps - period * ((steps + period - 1) // period)]
         if progress is not None:
             progress(1.0)
     actual = y[origins[:, None] + steps]
+    errors = actual - paths
+    usable = sd > 0
+    ratio = float(np.sqrt(np.mean((errors[:, usable] / sd[usable]) ** 2))) if usable.any() else 1.0
     return Backtest(
-        method, evaluated, len(origins), mape(actual.ravel(), paths.ravel()), mae(actual, paths)
+        method,
+        evaluated,
+        len(origins),
+        mape(actual.ravel(), paths.ravel()),
+        mae(actual, paths),
+        ratio,
     )
 
 
@@ -195,4 +213,11 @@ def predict(
     else:
         chosen = method
     used = next((score for score in scores if score.method == chosen), None)
-    return forecast(chosen, y, day, horizon, part(0.5, 1.0)), used, scores
+    result = forecast(chosen, y, day, horizon, part(0.5, 1.0))
+    if used is not None and used.spread_ratio > 1.0:
+        # The back-test saw larger errors than the method expects: widen the intervals
+        # to match (never narrow them on the strength of one week).
+        scale = min(used.spread_ratio, MAX_SPREAD_SCALE)
+        fitted = {**result.fitted, "interval_scale": round(scale, 4)}
+        result = Forecast(result.method, result.mean, result.sd * scale, fitted)
+    return result, used, scores
