@@ -251,9 +251,12 @@ def buried_jobs(config: Config, limit: int = 100) -> list[dict[str, Any]]:
     rows = []
     for conn in _reachable(_connections(config)):
         for tube in config.tube:
+            jobs = []
             for count, job in enumerate(conn.iter_buried(tube)):
                 if count >= limit:
                     break
+                jobs.append(job)
+            for job in sorted(jobs, key=lambda job: job.id):
                 info = describe_job(conn, job)
                 body = info["body"] if isinstance(info["body"], dict) else {}
                 rows.append(
@@ -320,11 +323,22 @@ def cmd_kick(args: argparse.Namespace) -> int:
             return 0
         print(f"job {args.job_id} is not buried or delayed", file=sys.stderr)
         return 1
+    if args.count != "all" and not args.count.isdigit():
+        raise ConfigError(f"kick: expected 'all' or a number, got {args.count!r}")
     bound = 2**31 if args.count == "all" else int(args.count)
     total = 0
     for conn in _reachable(_connections(config)):
         for tube in config.tube:
-            kicked = conn.kick(tube, bound - total)
+            try:
+                buried = int(conn.stats_tube(tube).get("current-jobs-buried", 0))
+            except JobNotFound:  # no such tube: nothing buried in it
+                continue
+            # beanstalkd's kick moves delayed jobs when none is buried: bound it to
+            # the buried ones, so waiting retries keep their back-off.
+            wanted = min(bound - total, buried)
+            if wanted <= 0:
+                continue
+            kicked = conn.kick(tube, wanted)
             total += kicked
             if kicked:
                 print(f"kicked {kicked} job(s) in {conn.address} tube {tube}")

@@ -250,28 +250,35 @@ class Connection:
         names: list[str] = self._call("tubes")
         return names
 
-    def iter_buried(self, tube: str, limit: int = 1000) -> Iterator[Reserved]:
-        """Yield the buried jobs of a tube, oldest first, without changing them.
+    def iter_buried(self, tube: str, window: int = 10000) -> Iterator[Reserved]:
+        """Yield the buried jobs of a tube without changing them.
 
-        beanstalkd only peeks at the first buried job, so this walks the job
-        ids upwards from it with ``peek`` and ``stats-job`` (bounded by ``limit``
-        lookups past the last id the server has handed out).
+        beanstalkd only peeks at the first buried job (the one buried first,
+        not the lowest id), so this walks the job ids outwards from it, down
+        then up, with ``stats-job``. A walk stops once the tube's buried count
+        is found or after ``window`` ids in a row without a buried job of the
+        tube (ids of deleted jobs and of other tubes in between).
         """
         first = self.peek_state(tube, "buried")
         if first is None:
             return
-        total = self.stats_tube(tube).get("current-jobs-buried", 0)
-        found = 0
-        job_id = first.id
-        misses = 0
-        while found < total and misses < limit:
-            try:
-                stats = self.stats_job(job_id)
-            except JobNotFound:
-                misses += 1
-                job_id += 1
-                continue
-            if stats.get("tube") == tube and stats.get("state") == "buried":
-                found += 1
-                yield self.peek(job_id)
-            job_id += 1
+        total = int(self.stats_tube(tube).get("current-jobs-buried", 0))
+        yield first
+        found = 1
+        for step in (-1, 1):
+            job_id, since_hit = first.id + step, 0
+            while found < total and since_hit < window and job_id > 0:
+                try:
+                    stats = self.stats_job(job_id)
+                except JobNotFound:
+                    stats = {}
+                if stats.get("tube") == tube and stats.get("state") == "buried":
+                    found += 1
+                    since_hit = 0
+                    try:
+                        yield self.peek(job_id)
+                    except JobNotFound:  # deleted or kicked in between
+                        pass
+                else:
+                    since_hit += 1
+                job_id += step
