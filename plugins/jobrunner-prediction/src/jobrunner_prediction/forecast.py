@@ -205,9 +205,9 @@ def predict(
     scores: list[Backtest] = []
     for i, candidate in enumerate(candidates):
         share = 0.5 / len(candidates)
-        result = backtest(candidate, y, day, horizon, steps, part(i * share, (i + 1) * share))
-        if result is not None:
-            scores.append(result)
+        score = backtest(candidate, y, day, horizon, steps, part(i * share, (i + 1) * share))
+        if score is not None:
+            scores.append(score)
     if method == AUTO:
         chosen = min(scores, key=Backtest.score).method if scores else candidates[0]
     else:
