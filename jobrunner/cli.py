@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobrunner`` command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Events go to stderr from the start; commands with a --log-level reconfigure.
+    configure_logging("warning")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
