@@ -383,11 +383,11 @@ import jobrunner
 _HOG = []
 
 
-def _mark(ctx, what):
+def _mark(ctx, what, pid=None):
     """Append ``JOB_ID PID ATTEMPT WHAT`` to params.runs_file (O_APPEND: one write per line)."""
     path = ctx.params.get("runs_file")
     if path:
-        line = f"{ctx.job.id} {os.getpid()} {ctx.attempt} {what}\\n".encode()
+        line = f"{ctx.job.id} {pid or os.getpid()} {ctx.attempt} {what}\\n".encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
@@ -431,10 +431,16 @@ def fail(ctx):
 
 
 def hang(ctx):
-    """Never return; with params.ignore_term also ignore SIGTERM (needs SIGKILL)."""
+    """Never return; params.ignore_term: ignore SIGTERM; params.spawn: start a helper."""
     if ctx.params.get("ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _mark(ctx, "start")
+    if ctx.params.get("spawn"):  # a helper program, as a simulation binary would be
+        import subprocess
+        import sys
+
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        _mark(ctx, "spawned", helper.pid)
     while True:
         time.sleep(0.05)
 

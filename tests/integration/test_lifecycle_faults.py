@@ -52,7 +52,12 @@ def test_crashing_raising_and_hanging_jobs_fail_and_the_worker_goes_on(
             "oom": ("oom", {}, "worker_crash", "out of memory"),
             "raise": ("fail", {}, "plugin_error", "ValueError: bad value in test job"),
             "hang": ("hang", {}, "timeout", "time-out of 1 s"),
-            "stubborn": ("hang", {"ignore_term": True}, "timeout", "time-out of 1 s"),
+            "stubborn": (
+                "hang",
+                {"ignore_term": True, "spawn": True},
+                "timeout",
+                "time-out of 1 s",
+            ),
         }
         for name, (job_type, params, _, _) in cases.items():
             put_raw(bsd.port, lab.body(job_type, name, params, timeout=1))
@@ -67,8 +72,9 @@ def test_crashing_raising_and_hanging_jobs_fail_and_the_worker_goes_on(
         for name, (_, _, code, _) in cases.items():
             worker.wait_event("job_buried", job_id=name, code=code)
         assert worker.proc.poll() is None
-        # The hung children are gone, not left running.
-        for row in lab.runs("start"):
+        # The hung children are gone, and so is the program one of them started.
+        assert [row[0] for row in lab.runs("spawned")] == ["stubborn"]
+        for row in lab.runs("start") + lab.runs("spawned"):
             if row[0] in ("hang", "stubborn"):
                 wait_for(lambda pid=int(row[1]): not pid_alive(pid), 10, what="hung child gone")
         put_raw(bsd.port, lab.body("pid", "after"))

@@ -1,0 +1,153 @@
+"""JobExecutor outcomes: delete, release with back-off, bury, expired; the back-off itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobrunner import Retry
+from jobrunner.config import load_config
+from jobrunner.errors import PublishFailed
+from jobrunner.plugins import LoadedJobType
+from jobrunner.publish.base import PublisherChain
+from jobrunner.runner import BURY, DELETE, RELEASE, JobExecutor, Outcome, backoff_delay
+from tests.support import job_body
+
+
+class Recorder:
+    """A publisher that keeps every document; fails final ones while ``fail_final`` is set."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.fail_final = False
+
+    def check(self, url: str) -> None:
+        pass
+
+    def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
+        if final and self.fail_final:
+            raise PublishFailed("disk full")
+        self.docs.append(json.loads(body))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def executor(tmp_path: Path, recorder: Recorder) -> JobExecutor:
+    (tmp_path / "in.json").write_text("[1]")
+    config = load_config(
+        flags={"allow_file_inputs": str(tmp_path), "retry_base": 4, "retry_max": 20}, env={}
+    )
+    executor = JobExecutor(config, publishers=PublisherChain([recorder]))
+    return executor
+
+
+def _add(executor: JobExecutor, name: str, run: Any) -> None:
+    executor.registry._loaded[name] = LoadedJobType(
+        name=name, run=run, params_cls=None, distribution=None, version=None
+    )
+
+
+def _body(tmp_path: Path, job_type: str, **fields: Any) -> bytes:
+    return job_body(job_type, "http://r.test/x.json", (tmp_path / "in.json").as_uri(), **fields)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    """The delay is about base * 2**(attempt-1), between half and all of it, capped, >= 1 s."""
+    for _ in range(200):
+        assert 5 <= backoff_delay(1, 10, 3600) <= 10
+        assert 20 <= backoff_delay(3, 10, 3600) <= 40
+        assert 30 <= backoff_delay(12, 10, 60) <= 60
+        assert backoff_delay(1, 0.1, 1) == 1
+
+
+def test_outcome_json_drops_empty_fields() -> None:
+    """An outcome crosses the pipe without None fields."""
+    assert Outcome(action=DELETE, published=True).to_json() == {
+        "action": "delete",
+        "delay": 0,
+        "published": True,
+    }
+
+
+def test_success_publishes_running_then_done_and_deletes(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A good job publishes running, then done, and is deleted."""
+    outcome = executor.execute(_body(tmp_path, "echo"), attempt=1, max_attempts=3)
+    assert outcome.action == DELETE and outcome.published
+    assert [d["status"] for d in recorder.docs] == ["running", "done"]
+
+
+def test_retry_releases_with_backoff_then_exhausts(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """Retry releases with the back-off until the last attempt, which buries with
+    retries_exhausted and the last error."""
+
+    def flaky(ctx: Any) -> Any:
+        raise Retry("upstream busy")
+
+    _add(executor, "flaky", flaky)
+    first = executor.execute(_body(tmp_path, "flaky"), attempt=1, max_attempts=3)
+    assert first.action == RELEASE and 2 <= first.delay <= 4
+    assert first.code == "retry_requested"
+    second = executor.execute(_body(tmp_path, "flaky"), attempt=2, max_attempts=3)
+    assert second.action == RELEASE and 4 <= second.delay <= 8
+    last = executor.execute(_body(tmp_path, "flaky"), attempt=3, max_attempts=3)
+    assert last.action == BURY and last.code == "retries_exhausted"
+    assert "retry_requested: upstream busy" in (last.message or "")
+    assert recorder.docs[-1]["error"]["code"] == "retries_exhausted"
+
+
+def test_retry_delay_from_the_job_type_wins(executor: JobExecutor, tmp_path: Path) -> None:
+    """Retry(delay=...) sets the release delay, even above --retry-max."""
+
+    def later(ctx: Any) -> Any:
+        raise Retry("later", delay=90)
+
+    _add(executor, "later", later)
+    outcome = executor.execute(_body(tmp_path, "later"), attempt=1, max_attempts=3)
+    assert (outcome.action, outcome.delay) == (RELEASE, 90)
+
+
+def test_failed_publication_is_retried(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A done document that cannot be published releases the job for a retry."""
+    recorder.fail_final = True
+    outcome = executor.execute(_body(tmp_path, "echo"), attempt=1, max_attempts=3)
+    assert outcome.action == RELEASE and outcome.code == "publish_failed"
+    last = executor.execute(_body(tmp_path, "echo"), attempt=3, max_attempts=3)
+    assert last.action == BURY and not last.published
+
+
+def test_plugin_error_buries(executor: JobExecutor, recorder: Recorder, tmp_path: Path) -> None:
+    """An exception from the job type is a permanent plugin_error."""
+
+    def broken(ctx: Any) -> Any:
+        raise KeyError("x")
+
+    _add(executor, "broken", broken)
+    outcome = executor.execute(_body(tmp_path, "broken"), attempt=1, max_attempts=3)
+    assert outcome.action == BURY and outcome.code == "plugin_error"
+    assert recorder.docs[-1]["error"]["message"] == "KeyError: 'x'"
+
+
+def test_expired_job_is_deleted_without_running(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A job past its expires time is not run: failed/expired is published, the job deleted."""
+    body = _body(tmp_path, "echo", expires="2000-01-01T00:00:00Z")
+    outcome = executor.execute(body, attempt=1, max_attempts=3)
+    assert outcome.action == DELETE and outcome.code == "expired" and outcome.published
+    assert [d["status"] for d in recorder.docs] == ["failed"]
