@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobrunner.queue import Connection  # noqa: E402
-from tests.support import Beanstalkd, Lab, Worker, pid_alive, read_json  # noqa: E402
+from jobrunner.queue import Connection
+from tests.support import Beanstalkd, Lab, Worker, pid_alive, read_json
 
 
 def main(argv: list[str] | None = None) -> int:
