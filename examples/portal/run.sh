@@ -25,14 +25,18 @@ BEANSTALKD=$(command -v beanstalkd || echo /usr/bin/beanstalkd)
 
 pids=()
 stop() {
-  trap - EXIT INT TERM
+  trap - EXIT
   echo
   echo "portal: stopping"
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
   wait || true
   echo "portal: stopped; files and logs are in $WORK"
 }
-trap stop EXIT INT TERM
+trap stop EXIT
+# Ctrl-C or SIGTERM: exit, and the EXIT trap stops everything. Every service runs
+# in the background (where a script's children ignore SIGINT), so the script
+# itself always takes the signal at once, even during start-up.
+trap 'exit 130' INT TERM
 
 start() { # start NAME COMMAND...: run in the background, output to $WORK/NAME.log
   local name=$1
@@ -42,9 +46,10 @@ start() { # start NAME COMMAND...: run in the background, output to $WORK/NAME.l
 }
 
 wait_port() {
-  for _ in $(seq 200); do
+  for _ in $(seq 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
+    sleep 0.1 &
+    wait $!
   done
   echo "portal: nothing listens on port $1; see the logs in $WORK" >&2
   exit 1
@@ -54,7 +59,12 @@ wait_port() {
 # servers allow the portal's origin (by IP address and by name).
 cors=(--cors-origin "http://127.0.0.1:$PORTAL_PORT" --cors-origin "http://localhost:$PORTAL_PORT")
 
-"$PYTHON" examples/portal/sensors.py --inputs-dir "$WORK/inputs"
+start sensors "$PYTHON" examples/portal/sensors.py --inputs-dir "$WORK/inputs"
+if ! wait "${pids[-1]}"; then
+  cat "$WORK/sensors.log" >&2
+  exit 1
+fi
+unset 'pids[-1]'
 start beanstalkd "$BEANSTALKD" -l 127.0.0.1 -p "$BEANSTALK_PORT" -b "$WORK/binlog"
 start inputs "$PYTHON" -m jobrunner serve --results-dir "$WORK/inputs" --port "$INPUTS_PORT" "${cors[@]}"
 start results "$PYTHON" -m jobrunner serve --results-dir "$WORK/results" --port "$RESULTS_PORT" "${cors[@]}"
