@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.support import (
@@ -37,6 +40,7 @@ from tests.support import (
     free_port,
     require_binary,
     wait_for_port,
+    wait_for_status,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -323,3 +327,55 @@ def test_progress_bar_follows_running_document(browser: Any, stack: Stack) -> No
     path.write_text(json.dumps(failed))
     assert wait_for_page_status(browser, stack, ("failed",)) == "failed"
     assert browser.find_element(By.ID, "error-code").text == "timeout"
+
+
+def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    """``examples/portal/run.sh`` starts all services with one command; Ctrl-C stops them all."""
+    require_binary("beanstalkd")
+    require_module("jobrunner_prediction", "pip install -e plugins/jobrunner-prediction")
+    require_module("pmdarima", "pip install -e 'plugins/jobrunner-prediction[realdata]'")
+    ports = {name: free_port() for name in ("PORTAL", "INPUTS", "RESULTS", "BEANSTALK")}
+    env = {
+        **os.environ,
+        **{f"{name}_PORT": str(port) for name, port in ports.items()},
+        "JOBRUNNER_SKIP_SETUP": "1",
+        "PYTHON": sys.executable,
+        "PORTAL_WORKDIR": str(tmp_path),
+    }
+    # A session of its own: the signal goes to its process group, as Ctrl-C in a terminal.
+    proc = subprocess.Popen(
+        [str(PORTAL_DIR / "run.sh")],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(ports["PORTAL"], timeout=60)
+        portal = f"http://127.0.0.1:{ports['PORTAL']}"
+        assert "Substation A" in httpx.get(portal + "/", timeout=5).text
+        answer = httpx.post(
+            portal + "/forecast",
+            data={"sensor": "substation-c", "horizon": "12h", "method": "seasonal_naive_week"},
+            timeout=5,
+        )
+        assert answer.status_code == 303
+        job_id = answer.headers["location"].split("/")[2].split("?")[0]
+        doc = wait_for_status(tmp_path / "results" / "portal" / f"{job_id}.json", timeout=30)
+        assert doc["status"] == "done", doc
+        assert len(doc["data"]["forecast"]) == 24
+        # The results server answers the portal's origin with CORS.
+        response = httpx.get(
+            f"http://127.0.0.1:{ports['RESULTS']}/portal/{job_id}.json",
+            headers={"Origin": portal},
+            timeout=5,
+        )
+        assert response.headers["access-control-allow-origin"] == portal
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=40)
+    assert b"portal: stopped" in output, output.decode(errors="replace")
+    left = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout
+    assert left.strip() == "", f"still running after Ctrl-C:\n{left}"
