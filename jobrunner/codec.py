@@ -96,7 +96,7 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 #: A stricter twin for job-type ``Params`` classes: unknown keys are errors.
-_params_converter = converter.copy(forbid_extra_keys=True)
+_params_converter = converter.copy(forbid_extra_keys=True, prefer_attrib_converters=True)
 
 
 def _refuse_constant(name: str) -> Any:

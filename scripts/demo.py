@@ -49,10 +49,11 @@ def demo_input(inputs: Path) -> tuple[str, str, dict]:
     plugin and its data set are installed; the built-in echo job otherwise.
     """
     try:
-        from jobrunner_prediction.realdata import demand_series  # type: ignore[import-not-found]
+        from jobrunner_prediction.sample import taylor_readings  # type: ignore[import-not-found]
 
-        series = demand_series()
-    except Exception:  # the plugin or its data set is not installed
+        series = taylor_readings()
+    except ImportError:  # the plugin or its data set (pmdarima) is not installed
+        print("demo: the prediction plugin or its data set is missing; running echo instead")
         (inputs / "hello.json").write_text(json.dumps({"hello": "world"}))
         return "echo", "hello.json", {"demo": True}
     (inputs / "demand.json").write_text(json.dumps(series))

@@ -220,3 +220,13 @@ def test_parse_time_requires_offset() -> None:
         codec.parse_time("2026-01-01T00:00:00")
     parsed = codec.parse_time("2026-01-01T01:00:00+01:00")
     assert parsed == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@attrs.define
+class _Durations:
+    horizon: float = attrs.field(converter=lambda v: float(str(v).rstrip("h")) * 3600)
+
+
+def test_params_attrs_converters_run_before_type_checks() -> None:
+    """A Params field with an attrs converter takes what the converter takes ("24h")."""
+    assert codec.structure_params({"horizon": "24h"}, _Durations).horizon == 86400.0
