@@ -349,7 +349,7 @@ def bench_latency(services: Services, work: Path, count: int, rate: float) -> di
         warm_up(services, base_url, results, tube, 8)
         latencies = []
         with greenstalk.Client((host, int(port)), encoding=None, use=tube) as client:
-            for i in range(count):
+            for _ in range(count):
                 job_id = str(uuid.uuid4())
                 body = json.dumps(
                     {

@@ -15,6 +15,19 @@ import structlog
 
 __all__ = ["configure_logging"]
 
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing (tests swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -34,9 +47,9 @@ def configure_logging(
         json: force JSON lines (True) or console output (False); by default
             JSON unless ``stream`` is a terminal.
     """
-    stream = stream or sys.stderr
+    target: Any = stream or _CurrentStderr()
     if json is None:
-        json = not stream.isatty()
+        json = not target.isatty()
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -48,10 +61,10 @@ def configure_logging(
             structlog.processors.JSONRenderer(separators=(",", ":"), default=str),
         ]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+        processors.append(structlog.dev.ConsoleRenderer(colors=target.isatty()))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=target),
         cache_logger_on_first_use=True,
     )

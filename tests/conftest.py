@@ -6,8 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.support import Beanstalkd, ResultsServer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults (a CLI test may configure it)."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
