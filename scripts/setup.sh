@@ -39,4 +39,4 @@ for dir in plugins/*/ examples/plugin-template/; do
   if [ -n "$extras" ]; then plugins+=(-e "${dir%/}[$extras]"); else plugins+=(-e "${dir%/}"); fi
 done
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
-.venv/bin/python -m pip install -q -e ".[test,dev]" "${plugins[@]}"
+.venv/bin/python -m pip install -q -e ".[test,dev,timeseries]" "${plugins[@]}"

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from jobrunner import Context, InputInvalid, InvalidParams, JobType
-
-from jobrunner_prediction.durations import format_duration
-from jobrunner_prediction.forecast import predict
-from jobrunner_prediction.params import MAX_HORIZON_STEPS, PredictionParams, divides_day
-from jobrunner_prediction.series import (
+from jobrunner.timeseries import (
     check_unit,
     from_watts,
     own_spacing,
     parse_readings,
     regularize,
 )
+
+from jobrunner_prediction.durations import format_duration
+from jobrunner_prediction.forecast import predict
+from jobrunner_prediction.params import MAX_HORIZON_STEPS, PredictionParams, divides_day
 
 __all__ = ["Prediction", "default_interval"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import attrs
 from jobrunner import InvalidParams
+from jobrunner.timeseries import ENERGY_UNITS, POWER_UNITS
 
 from jobrunner_prediction.durations import format_duration, parse_duration
 from jobrunner_prediction.forecast import AUTO, METHODS
-from jobrunner_prediction.series import ENERGY_UNITS, POWER_UNITS
 
 __all__ = ["MAX_HORIZON_STEPS", "PredictionParams"]
 

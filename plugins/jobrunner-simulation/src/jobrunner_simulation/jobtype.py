@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from jobrunner import Context, InputInvalid, InvalidParams, JobType
+from jobrunner.timeseries import RegularSeries, parse_readings, regularize
 
 from jobrunner_simulation.battery import Battery, simulate, totals
 from jobrunner_simulation.params import UNITS, SimulationParams
-from jobrunner_simulation.series import RegularSeries, parse_readings, regularize
 from jobrunner_simulation.solar import clear_sky_pv_kw
 
 __all__ = ["Simulation", "split_inputs"]

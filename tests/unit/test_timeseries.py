@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from jobrunner import InputInvalid
 
-from jobrunner_prediction.series import from_watts, parse_readings, regularize, to_watts
+from jobrunner import InputInvalid
+from jobrunner.timeseries import from_watts, parse_readings, regularize, to_watts
 
 
 def test_parses_pairs_and_readings_object_with_unit() -> None:

@@ -1,4 +1,8 @@
-"""Smart-meter series: parse the input, clean it and put it on a regular grid.
+"""Smart-meter series for job types: parse the input, clean it, put it on a regular grid.
+
+A toolkit for plugin authors (the ``prediction`` and ``simulation`` job
+types use it); it needs NumPy — ``pip install 'jobrunner[timeseries]'`` —
+and the worker itself never imports it.
 
 The input is ``[[unix_ts, value], ...]``, ``{"readings": [[...]], "unit": "W"}``
 or CSV bytes (``timestamp,value`` per line; a header line, ``;`` or tab as the
@@ -24,7 +28,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from jobrunner import InputInvalid
+
+from jobrunner.errors import InputInvalid
 
 __all__ = [
     "ENERGY_UNITS",
