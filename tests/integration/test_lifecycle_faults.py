@@ -171,3 +171,25 @@ def test_children_are_reused_and_recycled(bsd: Beanstalkd, lab: Lab) -> None:
         wait_for(lambda: not pid_alive(hog), 10, what="old child gone")
     finally:
         worker.stop()
+
+
+def test_log_events_carry_job_tube_attempt_and_durations(bsd: Beanstalkd, lab: Lab) -> None:
+    """Each state change of a job is one JSON event with job id, type, tube and attempt;
+    the end states carry durations."""
+    worker = lab.worker(bsd.address)
+    try:
+        put_raw(bsd.port, lab.body("sleep", "logged", {"seconds": 0.2}))
+        wait_for_status(lab.result("logged"), ("done",), timeout=30)
+        worker.wait_event("job_deleted", job_id="logged")
+        for name in ("job_reserved", "job_fetched", "job_started", "job_published", "job_deleted"):
+            event = worker.wait_event(name, job_id="logged")[0]
+            assert event["job_type"] == "test_sleep", event
+            assert event["tube"] == "default", event
+            assert event["attempt"] == 1, event
+        assert worker.find("job_reserved")[0]["beanstalk_id"] >= 1
+        assert worker.find("job_fetched")[0]["fetch_s"] >= 0
+        published = worker.find("job_published", job_id="logged")[0]
+        assert published["status"] == "done" and published["run_s"] >= 0.2
+        assert worker.find("job_deleted")[0]["duration_s"] >= 0.2
+    finally:
+        worker.stop()
