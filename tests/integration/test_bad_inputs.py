@@ -1,0 +1,948 @@
+"""The bad-input table: one real worker, real servers, and a row for each way a job can be bad.
+
+Job documents are untrusted. Each row submits one bad job (with
+:class:`jobrunner.Client` when its shape is valid, over a raw socket when it
+is not; the rows the Client must refuse never reach the queue) and checks
+that:
+
+* the job ends buried, with the expected error code in the worker's log
+  and, where the result URL is usable, in the ``failed`` document served at
+  that URL (and no file at all where it is not);
+* the error message names the intended reason (a loopback address is
+  refused as loopback, not as a connection error);
+* nothing appeared, changed or vanished outside the results directory, and
+  no refused input URL ever reached the inputs server;
+* the very same worker process is alive and then runs a good job.
+
+Traffic goes to loopback only. The worker allows ``--allow-host localhost``
+alone, so the inputs server is reached by that name while every literal
+loopback form (``127.0.0.1``, ``127.0.0.2``, ``[::1]``, ``2130706433``, ...)
+is a refused address; the policy for private, link-local and public
+addresses is unit-tested without connecting (``tests/unit/test_policy.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gzip
+import json
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from jobrunner import Client
+from jobrunner.errors import InvalidJob, JobNotFound
+from jobrunner.queue import Connection
+from tests.support import (
+    Beanstalkd,
+    LoggedProcess,
+    ResultsServer,
+    free_port,
+    jobrunner_cmd,
+    pid_alive,
+    put_raw,
+    wait_for,
+    wait_for_status,
+    worker_env,
+)
+
+pytestmark = pytest.mark.integration
+
+MAX_INPUT_BYTES = 250_000  # room for the 100 000-deep JSON (200 000 bytes) to be judged on depth
+FETCH_TIMEOUT = 3
+DEEP = 100_000
+GOOD_INPUT = {"ok": True}
+
+
+# -- the inputs server: a small ASGI app on uvicorn, in a thread ------------------------------
+
+
+class InputsApp:
+    """Serves good and bad inputs; records every request line (path and query)."""
+
+    def __init__(self, files_dir: Path) -> None:
+        self.files_dir = files_dir
+        self.seen: list[str] = []
+        deep = b"[" * DEEP + b"]" * DEEP
+        self.fixed: dict[str, tuple[int, dict[str, str], bytes]] = {
+            "/good.json": (
+                200,
+                {"content-type": "application/json"},
+                json.dumps(GOOD_INPUT).encode(),
+            ),
+            "/404": (404, {"content-type": "text/plain"}, b"no such input"),
+            "/500": (500, {"content-type": "text/plain"}, b"upstream broke"),
+            "/429": (429, {"content-type": "text/plain", "retry-after": "1"}, b"slow down"),
+            "/redirect-private": (302, {"location": "http://10.0.0.1/meters.json"}, b""),
+            "/redirect-file": (302, {"location": "file:///etc/passwd"}, b""),
+            "/redirect-allowed-file": (
+                302,
+                {"location": (files_dir / "good.json").as_uri()},
+                b"",
+            ),
+            "/loop": (302, {"location": "/loop"}, b""),
+            "/huge": (200, {"content-type": "application/json"}, b" " * 300_000 + b"{}"),
+            "/bomb": (
+                200,
+                {"content-type": "application/json", "content-encoding": "gzip"},
+                gzip.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/stacked": (
+                200,
+                {"content-type": "application/json", "content-encoding": "gzip, gzip"},
+                gzip.compress(gzip.compress(b"{}")),
+            ),
+            "/corrupt-gzip": (
+                200,
+                {"content-type": "application/json", "content-encoding": "gzip"},
+                b"this is not gzip data at all",
+            ),
+            "/invalid.json": (200, {"content-type": "application/json"}, b'{"meters": [1, 2'),
+            "/nan.json": (200, {"content-type": "application/json"}, b'{"kwh": NaN}'),
+            "/deep.json": (200, {"content-type": "application/json"}, deep),
+            "/deep65.json": (200, {"content-type": "application/json"}, b"[" * 65 + b"]" * 65),
+            "/latin1.json": (200, {"content-type": "application/json"}, b'{"name": "M\xfcller"}'),
+            "/overflow.json": (200, {"content-type": "application/json"}, b'{"kwh": 1e400}'),
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope["path"]
+        query = scope["query_string"].decode("latin-1")
+        self.seen.append(path + ("?" + query if query else ""))
+
+        async def start(status: int, headers: dict[str, str]) -> None:
+            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+
+        if path in self.fixed:
+            status, headers, body = self.fixed[path]
+            await start(status, {**headers, "content-length": str(len(body))})
+            await send({"type": "http.response.body", "body": body})
+        elif path == "/redirect-loopback":
+            port = scope["server"][1]
+            location = f"http://127.0.0.2:{port}/good.json?via=redirect-loopback"
+            await start(302, {"location": location, "content-length": "0"})
+            await send({"type": "http.response.body", "body": b""})
+        elif path == "/huge-chunked":  # no Content-Length: only counting the body stops it
+            await start(200, {"content-type": "application/octet-stream"})
+            for _ in range(20):
+                await send({"type": "http.response.body", "body": b"x" * 16384, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        elif path == "/drip":  # a byte every 0.2 s: never idle long enough for a read time-out
+            await self._drip(start, receive, send)
+        else:
+            await start(404, {"content-length": "0"})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _drip(self, start: Any, receive: Any, send: Any) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        await start(200, {"content-type": "application/octet-stream"})
+        for _ in range(50):  # at most 10 s; the worker gives up after FETCH_TIMEOUT and hangs up
+            await asyncio.sleep(0.2)
+            if gone.is_set():
+                return
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        watcher.cancel()
+        await send({"type": "http.response.body", "body": b""})
+
+
+class InputsServer:
+    """uvicorn serving :class:`InputsApp` on 127.0.0.1, in a daemon thread."""
+
+    def __init__(self, files_dir: Path) -> None:
+        self.app = InputsApp(files_dir)
+        self.port = free_port()
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> InputsServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 15, what="uvicorn")
+        assert self.thread.is_alive(), "the inputs server did not start"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+# -- the bench: one beanstalkd, two HTTP servers, one worker for the whole table ---------------
+
+
+@dataclasses.dataclass
+class Bench:
+    sandbox: Path  # everything the worker could reach on disk; only results/ may change
+    results_dir: Path
+    files_dir: Path
+    beanstalkd: Beanstalkd
+    results: ResultsServer
+    inputs: InputsServer
+    worker: LoggedProcess
+    worker_pid: int
+    queue: Connection
+    client: Client
+    values: dict[str, str]
+    buried: int = 0
+
+    def fill(self, value: Any, name: str) -> Any:
+        """Replace the ``{in}``, ``{res}``, ``{files}``, ``{name}`` placeholders in a template."""
+        values = {**self.values, "{name}": name}
+        if isinstance(value, str):
+            for key, text in values.items():
+                value = value.replace(key, text)
+            return value
+        if isinstance(value, bytes):
+            for key, text in values.items():
+                value = value.replace(key.encode(), text.encode())
+            return value
+        if isinstance(value, dict):
+            return {self.fill(k, name): self.fill(v, name) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.fill(v, name) for v in value]
+        return value
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """One worker (``--allow-host localhost`` only) with its beanstalkd and servers."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    sandbox = root / "sandbox"
+    outside = sandbox / "outside"
+    outside.mkdir(parents=True)
+    (sandbox / "secret.json").write_text('{"secret": "must not be read"}')
+    files_dir = sandbox / "inputs"
+    (files_dir / "dir").mkdir(parents=True)
+    (files_dir / "good.json").write_text(json.dumps(GOOD_INPUT))
+    (files_dir / "big.json").write_bytes(b" " * 300_000 + b"{}")
+    (files_dir / "escape.json").symlink_to("../secret.json")
+    results_dir = sandbox / "www" / "results"
+    results_dir.mkdir(parents=True)
+    (results_dir / "escape").symlink_to(outside)
+    (results_dir / "linked.json").symlink_to(outside / "linked.json")
+
+    # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
+    beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
+    results = ResultsServer(results_dir)
+    inputs = InputsServer(files_dir).start()
+    worker = LoggedProcess(
+        jobrunner_cmd(
+            "work",
+            "--beanstalk",
+            beanstalkd.address,
+            "--concurrency",
+            "1",
+            "--results-dir",
+            str(results_dir),
+            "--base-url",
+            results.base_url,
+            "--allow-host",
+            "localhost",
+            "--allow-file-inputs",
+            str(files_dir),
+            "--max-input-bytes",
+            str(MAX_INPUT_BYTES),
+            "--connect-timeout",
+            "2",
+            "--read-timeout",
+            "2",
+            "--fetch-timeout",
+            str(FETCH_TIMEOUT),
+            "--max-attempts",
+            "2",
+            "--retry-base",
+            "1",
+            "--retry-max",
+            "1",
+        ),
+        env=worker_env(),
+    )
+    queue = Connection(beanstalkd.address)
+    client = Client(beanstalkd.address)
+    try:
+        worker.wait_event("worker_started", timeout=30)
+        bench = Bench(
+            sandbox=sandbox,
+            results_dir=results_dir,
+            files_dir=files_dir,
+            beanstalkd=beanstalkd,
+            results=results,
+            inputs=inputs,
+            worker=worker,
+            worker_pid=worker.pid,
+            queue=queue,
+            client=client,
+            values={
+                "{in}": f"http://localhost:{inputs.port}/",
+                "{port}": str(inputs.port),
+                "{port+65536}": str(inputs.port + 65536),
+                "{res}": results.base_url,
+                "{files}": str(files_dir),
+            },
+        )
+        yield bench
+    finally:
+        client.close()
+        queue.close()
+        worker.stop()
+        inputs.stop()
+        results.stop()
+        beanstalkd.stop()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def tree(top: Path, skip: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry below ``top`` but inside ``skip``: type, and size and mtime for non-dirs."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d != skip]
+        for name in dirnames + filenames:
+            info = (here / name).lstat()
+            kind = stat.S_IFMT(info.st_mode)
+            sized = (0, 0) if stat.S_ISDIR(info.st_mode) else (info.st_size, info.st_mtime_ns)
+            out[str((here / name).relative_to(top))] = (kind, *sized)
+    return out
+
+
+def listing(directory: Path) -> set[str]:
+    """Every path below ``directory`` (dot-named temp files too), symlinks not followed."""
+    return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+def safe_name(test_id: str) -> str:
+    """The row's id as a job id and result file name."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", test_id).strip("-")[:100]
+
+
+def wait_buried(bench: Bench, beanstalk_id: int, slot_errors: int, timeout: float = 30.0) -> None:
+    """Wait until beanstalkd says the job is buried; fail at once if it was deleted or the
+    worker's slot choked on it (``slot_error``: the job stays reserved and comes back)."""
+
+    def state() -> str | None:
+        errors = bench.worker.find("slot_error")
+        if len(errors) > slot_errors:
+            raise AssertionError(f"the worker's slot failed on the job: {errors[-1]}")
+        try:
+            found = bench.queue.stats_job(beanstalk_id)["state"]
+        except JobNotFound:
+            raise AssertionError(
+                f"job {beanstalk_id} was deleted, not buried; log tail:\n"
+                + "\n".join(bench.worker.lines[-15:])
+            ) from None
+        return "buried" if found == "buried" else None
+
+    wait_for(state, timeout, interval=0.05, what=f"job {beanstalk_id} buried")
+
+
+def remove_unburied(bench: Bench, beanstalk_id: int) -> None:
+    """Delete a job that a failed row left behind, so it cannot disturb the rows after it.
+
+    A job the worker still holds cannot be deleted from another connection: pause the
+    tube so the worker cannot take it again, wait for its TTR to run out, delete it.
+    """
+    try:
+        state = bench.queue.stats_job(beanstalk_id)["state"]
+    except JobNotFound:
+        return
+    if state == "buried":
+        return
+    if state == "reserved":
+        assert bench.beanstalkd.command("pause-tube default 60").startswith(b"PAUSED")
+        try:
+
+            def released() -> bool:
+                try:
+                    return bool(bench.queue.stats_job(beanstalk_id)["state"] != "reserved")
+                except JobNotFound:
+                    return True
+
+            wait_for(released, 30, what=f"job {beanstalk_id} released")
+            with contextlib.suppress(JobNotFound):
+                bench.queue.delete(beanstalk_id)
+        finally:
+            bench.beanstalkd.command("pause-tube default 0")
+        return
+    with contextlib.suppress(JobNotFound):
+        bench.queue.delete(beanstalk_id)
+
+
+def assert_worker_alive(bench: Bench) -> None:
+    assert bench.worker.pid == bench.worker_pid
+    assert bench.worker.proc.poll() is None, "the worker process exited"
+    assert pid_alive(bench.worker_pid)
+
+
+def run_good_job(bench: Bench, name: str) -> None:
+    """The same worker runs a good job to completion."""
+    with_input = bench.fill("{in}good.json", name)
+    bench.client.submit("echo", with_input, bench.results.base_url + f"good-{name}.json")
+    doc = wait_for_status(bench.results_dir / f"good-{name}.json", timeout=30)
+    assert doc["status"] == "done", doc
+    assert doc["data"]["input"] == GOOD_INPUT
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+DROP = object()
+CREATED = "2026-01-01T00:00:00Z"
+
+
+def job(**changes: Any) -> dict[str, Any]:
+    """A valid job document template; ``field=DROP`` removes a field."""
+    doc: dict[str, Any] = {
+        "v": 1,
+        "id": "{name}",
+        "type": "echo",
+        "input": "{in}good.json",
+        "result": "{res}{name}.json",
+        "created": CREATED,
+    }
+    for key, value in changes.items():
+        if value is DROP:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def raw_job(**changes: Any) -> bytes:
+    """A job document template as bytes (it may hold NaN: json.dumps writes it)."""
+    return json.dumps(job(**changes)).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class Bad:
+    """One bad input.
+
+    Attributes:
+        code: the error code the job must fail with.
+        says: a phrase the error message must hold: the job failed for the intended reason.
+        doc: the job document template (dict) or raw body template (bytes).
+        via: ``client`` (jobrunner.Client puts it), ``raw`` (put over a bare socket) or
+            ``refused`` (the Client must refuse it: nothing reaches the queue).
+        published: a ``failed`` document appears at the result URL.
+        attempts: the attempt the failed document reports.
+        ttr: beanstalkd time-to-run (short for rows a known bug leaves reserved).
+    """
+
+    code: str
+    says: str
+    doc: dict[str, Any] | bytes = dataclasses.field(default_factory=job)
+    via: str = "client"
+    published: bool = True
+    attempts: int = 1
+    ttr: int = 60
+
+
+def row(test_id: str, bad: Bad, *marks: Any) -> Any:
+    return pytest.param(bad, id=test_id, marks=marks)
+
+
+def bug(reason: str) -> Any:
+    """Mark a row that shows a known bug in a module this test does not own."""
+    return pytest.mark.xfail(strict=True, reason="BUG: " + reason)
+
+
+def refused(test_id: str, phrase: str, *marks: Any, **changes: Any) -> Any:
+    """A row the Client refuses before anything is put."""
+    bad = Bad("invalid_job", phrase, job(**changes), via="refused", published=False)
+    return row(test_id, bad, *marks)
+
+
+def bad_input(test_id: str, url: Any, code: str, says: str, *marks: Any, **more: Any) -> Any:
+    """A row whose input URL (or what it serves) is bad."""
+    attempts = more.pop("attempts", 1)
+    return row(test_id, Bad(code, says, job(input=url, **more), attempts=attempts), *marks)
+
+
+def bad_result(test_id: str, url: str, says: str, *marks: Any, ttr: int = 60) -> Any:
+    """A row whose result URL must be refused: no document anywhere."""
+    bad = Bad("result_refused", says, job(result=url), published=False, ttr=ttr)
+    return row(test_id, bad, *marks)
+
+
+OVERFLOWING_TIME = "0001-01-01T00:00:00+23:59"  # a valid RFC 3339 form, but year 0 in UTC
+BUG_TIME_OVERFLOW = bug(
+    "codec.py:81 parse_time() lets OverflowError out of "
+    "datetime.fromisoformat(...).astimezone(utc) for a time that leaves years 1-9999 in UTC; "
+    "validate_job (codec.py:218) catches only ValueError, so the Client raises OverflowError "
+    "instead of InvalidJob and the worker's decode_job (worker.py:276 catches only InvalidJob) "
+    "ends in slot_error: the job is never buried and comes back after every TTR"
+)
+BUG_FLOAT_OVERFLOW = bug(
+    "codec.py:134/143 loads_strict() refuses NaN/Infinity literals but lets numbers "
+    "such as 1e400 through as float('inf'); a job's meta or an input then holds a "
+    "non-finite number and fails later as plugin_error (the meta case publishes no failed "
+    "document at all, encode_result refusing inf) instead of invalid_job / input_invalid"
+)
+
+
+DEEP_DOC = (
+    raw_job()[:-1] + b', "meta": {"deep": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}"
+)  # 60 000 bytes, under beanstalkd's default job size: refused for its depth
+
+TABLE = [
+    # -- the job document itself (put raw, as any client in any language could) --
+    row(
+        "body-not-json",
+        Bad("invalid_job", "not valid JSON", b"hello, beanstalk", via="raw", published=False),
+    ),
+    row(
+        "body-not-utf8",
+        Bad("invalid_job", "UTF-8", b'{"id": "\xff\xfe"}', via="raw", published=False),
+    ),
+    row(
+        "body-json-array",
+        Bad(
+            "invalid_job",
+            "must be a JSON object",
+            b'[{"type": "echo"}]',
+            via="raw",
+            published=False,
+        ),
+    ),
+    row(
+        "body-json-string",
+        Bad("invalid_job", "must be a JSON object", b'"echo"', via="raw", published=False),
+    ),
+    row(
+        "missing-created",
+        Bad("invalid_job", "created: required field missing", raw_job(created=DROP), via="raw"),
+    ),
+    row(
+        "missing-type",
+        Bad("invalid_job", "type: required field missing", raw_job(type=DROP), via="raw"),
+    ),
+    row(
+        "unknown-field-tpye",
+        Bad("invalid_job", "tpye: unknown field", raw_job(tpye="echo"), via="raw"),
+    ),
+    row(
+        "unsupported-version-2", Bad("invalid_job", "unsupported version", raw_job(v=2), via="raw")
+    ),
+    row(
+        "params-not-an-object",
+        Bad("invalid_job", "params: must be a JSON object", raw_job(params=[1, 2]), via="raw"),
+    ),
+    row(
+        "timeout-negative",
+        Bad("invalid_job", "timeout: must be a number above 0", raw_job(timeout=-5), via="raw"),
+    ),
+    row(
+        "id-with-path-traversal",
+        Bad("invalid_job", "id: must be", raw_job(id="../../etc/passwd"), via="raw"),
+    ),
+    row(
+        "type-with-path",
+        Bad("invalid_job", "type: must be a job type name", raw_job(type="../evil"), via="raw"),
+    ),
+    row(
+        "input-relative-url-raw",
+        Bad("invalid_job", "fully qualified URL", raw_job(input="good.json"), via="raw"),
+    ),
+    row(
+        "nan-in-params",
+        Bad(
+            "invalid_job",
+            "NaN is not valid JSON",
+            raw_job(params={"x": float("nan")}),
+            via="raw",
+            published=False,
+        ),
+    ),
+    row(
+        "document-nested-30000-deep",
+        Bad("invalid_job", "nests deeper than 64", DEEP_DOC, via="raw", published=False),
+    ),
+    row(
+        "document-over-65535-bytes-raw",
+        Bad("invalid_job", "the limit is 65535", raw_job(params={"pad": "x" * 100_000}), via="raw"),
+    ),
+    row(
+        "created-overflows-in-utc",
+        Bad(
+            "invalid_job",
+            "created:",
+            raw_job(created=OVERFLOWING_TIME),
+            via="raw",
+            ttr=2,
+        ),
+        BUG_TIME_OVERFLOW,
+    ),
+    row(
+        "meta-number-overflows-1e400",
+        Bad(
+            "invalid_job",
+            "not valid JSON",
+            raw_job()[:-1] + b', "meta": {"kwh": 1e400}}',
+            via="raw",
+        ),
+        BUG_FLOAT_OVERFLOW,
+    ),
+    row(
+        "id-lone-surrogate",
+        Bad("invalid_job", "id: must be", raw_job(id="\ud800"), via="raw"),
+    ),
+    row(
+        "invalid-job-with-escaping-result",
+        Bad(
+            "invalid_job",
+            "created: required field missing",
+            raw_job(created=DROP, result="{res}a/../../{name}.json"),
+            via="raw",
+            published=False,
+        ),
+    ),
+    # -- refused at the client: nothing reaches the queue --
+    refused("client-relative-input-url", "fully qualified URL", input="/good.json"),
+    refused("client-javascript-input-url", "fully qualified URL", input="javascript:alert(1)"),
+    refused("client-relative-result-url", "fully qualified URL", result="{name}.json"),
+    refused("client-unknown-field", "priority: unknown field", priority=5),
+    refused("client-missing-input", "input: required field missing", input=DROP),
+    refused(
+        "client-oversized-document", "beanstalkd takes at most 65535", params={"pad": "x" * 70_000}
+    ),
+    refused(
+        "client-created-overflows-in-utc", "created:", BUG_TIME_OVERFLOW, created=OVERFLOWING_TIME
+    ),
+    # -- job type --
+    row("unknown-type", Bad("unknown_type", "no_such_type", job(type="no_such_type"))),
+    # -- input URL policy (loopback forms only: the worker allows the name localhost alone) --
+    bad_input("input-scheme-ftp", "ftp://localhost/good.json", "input_refused", "scheme 'ftp'"),
+    bad_input("input-no-host", "http:///good.json", "input_refused", "names no host"),
+    bad_input(
+        "input-with-credentials",
+        "http://user:secret@localhost:{port}/good.json?row={name}",
+        "input_refused",
+        "credentials",
+    ),
+    bad_input(
+        "input-host-not-on-allow-list",
+        "http://inputs.example.invalid/good.json",
+        "input_refused",
+        "not on the allow-list",
+    ),
+    bad_input(
+        "input-127.0.0.1-not-allowed",
+        "http://127.0.0.1:{port}/good.json?row={name}",
+        "input_refused",
+        "loopback",
+    ),
+    bad_input(
+        "input-127.0.0.2",
+        "http://127.0.0.2:{port}/good.json?row={name}",
+        "input_refused",
+        "loopback",
+    ),
+    bad_input(
+        "input-ipv6-loopback-[::1]",
+        "http://[::1]:{port}/good.json?row={name}",
+        "input_refused",
+        "loopback",
+    ),
+    bad_input(
+        "input-decimal-2130706433",
+        "http://2130706433:{port}/good.json?row={name}",
+        "input_refused",
+        "127.0.0.1",
+    ),
+    bad_input(
+        "input-hex-0x7f.1", "http://0x7f.1:{port}/good.json?row={name}", "input_refused", "loopback"
+    ),
+    bad_input(
+        "input-ipv4-mapped-[::ffff:127.0.0.1]",
+        "http://[::ffff:127.0.0.1]:{port}/good.json?row={name}",
+        "input_refused",
+        "IPv4-mapped",
+    ),
+    bad_input(
+        "input-unspecified-0.0.0.0",
+        "http://0.0.0.0:{port}/good.json?row={name}",
+        "input_refused",
+        "unspecified",
+    ),
+    bad_input(
+        "input-unspecified-short-0",
+        "http://0:{port}/good.json?row={name}",
+        "input_refused",
+        "unspecified",
+    ),
+    bad_input(
+        "input-ipv6-unspecified-[::]",
+        "http://[::]:{port}/good.json?row={name}",
+        "input_refused",
+        "unspecified",
+    ),
+    bad_input("input-nul-in-url", "{in}good.json\x00", "input_refused", "not a valid URL"),
+    bad_input(
+        "input-lone-surrogate-in-url",
+        "{in}good\ud800.json",
+        "input_refused",
+        "not a valid URL",
+        bug(
+            "fetch.py:411 Fetcher._parse catches httpx.InvalidURL and TypeError only; "
+            "httpx.URL() raises UnicodeEncodeError for a lone surrogate (valid JSON: "
+            '"\\ud800") in the path, which escapes JobExecutor.execute (runner.py:189/196 '
+            "catch JobFailure and Retry) and kills the child: worker_crash instead of "
+            "input_refused, and a child restart per such job"
+        ),
+    ),
+    bad_input(
+        "input-port-beyond-65535",
+        "http://localhost:{port+65536}/good.json?row={name}",
+        "input_refused",
+        "not a valid URL",
+        bug(
+            "fetch.py:417 Fetcher._parse takes httpx's port unchecked; httpx accepts ports "
+            "above 65535 and getaddrinfo wraps them modulo 65536, so http://localhost:PORT+65536/ "
+            "is fetched from PORT (the job succeeds; provenance names a port never contacted). "
+            "UrlPolicy.check_url refuses such URLs (urlsplit), the fetch path does not"
+        ),
+    ),
+    bad_input(
+        "input-one-of-several-refused",
+        {"good": "{in}good.json", "bad": "http://127.0.0.2:{port}/good.json?row={name}"},
+        "input_refused",
+        "input 'bad'",
+    ),
+    bad_input(
+        "redirect-to-private-10.0.0.1",
+        "{in}redirect-private",
+        "input_refused",
+        "redirects to a refused URL",
+    ),
+    bad_input("redirect-to-127.0.0.2", "{in}redirect-loopback", "input_refused", "loopback"),
+    bad_input("redirect-to-file-etc-passwd", "{in}redirect-file", "input_refused", "scheme 'file'"),
+    bad_input(
+        "redirect-to-allowed-file", "{in}redirect-allowed-file", "input_refused", "scheme 'file'"
+    ),
+    bad_input("redirect-loop", "{in}loop", "input_unavailable", "more than 5 redirects"),
+    # -- what the input server answers --
+    bad_input("input-404", "{in}404", "input_unavailable", "HTTP 404"),
+    bad_input(
+        "input-500-until-retries-run-out",
+        "{in}500",
+        "retries_exhausted",
+        "input_failed",
+        attempts=2,
+    ),
+    bad_input("input-429-last-attempt", "{in}429", "retries_exhausted", "HTTP 429", max_attempts=1),
+    bad_input(
+        "input-connection-refused",
+        "http://localhost:1/good.json",
+        "retries_exhausted",
+        "input_failed",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-drips-past-deadline", "{in}drip", "retries_exhausted", "deadline", max_attempts=1
+    ),
+    bad_input("input-over-size-limit", "{in}huge", "input_too_large", "announces"),
+    bad_input(
+        "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
+    ),
+    bad_input("input-gzip-bomb", "{in}bomb", "input_too_large", "after decoding"),
+    bad_input("input-stacked-gzip", "{in}stacked", "input_invalid", "Content-Encoding"),
+    bad_input("input-corrupt-gzip", "{in}corrupt-gzip", "input_invalid", "cannot be decoded"),
+    bad_input("input-invalid-json", "{in}invalid.json", "input_invalid", "not valid JSON"),
+    bad_input("input-json-nan", "{in}nan.json", "input_invalid", "NaN"),
+    bad_input(
+        "input-json-nested-100000-deep", "{in}deep.json", "input_invalid", "nests deeper than 64"
+    ),
+    bad_input(
+        "input-json-nested-65-deep", "{in}deep65.json", "input_invalid", "nests deeper than 64"
+    ),
+    bad_input("input-json-not-utf8", "{in}latin1.json", "input_invalid", "UTF-8"),
+    bad_input(
+        "input-json-number-overflows-1e400",
+        "{in}overflow.json",
+        "input_invalid",
+        "not valid JSON",
+        BUG_FLOAT_OVERFLOW,
+    ),
+    # -- file: inputs (allowed below --allow-file-inputs only) --
+    bad_input(
+        "file-outside-directory",
+        "file:///etc/passwd",
+        "input_refused",
+        "outside the allowed directory",
+    ),
+    bad_input(
+        "file-dotdot-out-of-directory",
+        "file://{files}/../secret.json",
+        "input_refused",
+        "outside the allowed directory",
+    ),
+    bad_input(
+        "file-symlink-escape",
+        "file://{files}/escape.json",
+        "input_refused",
+        "outside the allowed directory",
+    ),
+    bad_input(
+        "file-remote-host", "file://otherhost{files}/good.json", "input_refused", "local path"
+    ),
+    bad_input("file-missing", "file://{files}/missing.json", "input_unavailable", "no such file"),
+    bad_input(
+        "file-is-a-directory", "file://{files}/dir", "input_unavailable", "not a regular file"
+    ),
+    bad_input("file-over-size-limit", "file://{files}/big.json", "input_too_large", "300002 bytes"),
+    bad_input(
+        "file-lone-surrogate-in-path",
+        "file://{files}/\ud800.json",
+        "input_refused",
+        "refused",
+        bug(
+            "policy.py:464 UrlPolicy.file_path calls os.path.realpath() on the unquoted path; "
+            'a lone surrogate (JSON "\\ud800") raises UnicodeEncodeError, which escapes '
+            "Fetcher.fetch and JobExecutor.execute and kills the child: worker_crash instead "
+            "of input_refused"
+        ),
+    ),
+    # -- result URLs: they must map inside the results directory --
+    bad_result(
+        "result-other-origin", "http://127.0.0.1:1/{name}.json", "not under the results base URL"
+    ),
+    bad_result("result-dotdot", "{res}a/../../{name}.json", "'..'"),
+    bad_result("result-%2e%2e", "{res}%2e%2e/%2E%2e/{name}.json", "'..'"),
+    bad_result("result-encoded-slash", "{res}a%2f..%2f..%2f{name}.json", "'..'"),
+    bad_result("result-backslash", "{res}..\\..\\{name}.json", "backslashes"),
+    bad_result("result-encoded-backslash", "{res}..%5c..%5c{name}.json", "backslashes"),
+    bad_result("result-symlinked-dir-escape", "{res}escape/{name}.json", "symlink"),
+    bad_result("result-symlinked-file-escape", "{res}linked.json", "symlink"),
+    bad_result("result-dot-named", "{res}.{name}.json", "must not start with a dot"),
+    bad_result("result-absolute-path", "{res}/tmp/{name}.json", "''"),
+    bad_result("result-query", "{res}{name}.json?x=1", "query"),
+    bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
+    bad_result("result-directory", "{res}", "must name a file"),
+    bad_result(
+        "result-lone-surrogate",
+        "{res}\ud800{name}.json",
+        "may hold only",
+        bug(
+            "publish/paths.py:80 relative_result_path calls segment.encode() before "
+            'is_safe_segment(); a lone surrogate (JSON "\\ud800") raises UnicodeEncodeError. '
+            "In the child it escapes publishers.check (runner.py:221) and kills the child; the "
+            "worker's publish_failure (worker.py:127, catches JobFailure only) then raises it "
+            "again out of Slot._handle: slot_error, the job is never buried, stays reserved "
+            "and comes back after every TTR, crashing a child each time (a poison job)"
+        ),
+        ttr=2,
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", TABLE)
+def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> None:
+    """A bad job fails with its error code and is buried (or refused at the client), writes
+    nothing outside the results directory, and the same worker then runs a good job."""
+    name = safe_name(request.node.callspec.id)
+    doc = bench.fill(bad.doc, name)
+    skip = bench.results_dir
+    before, results_before = tree(bench.sandbox, skip), listing(bench.results_dir)
+    seen_before = len(bench.inputs.app.seen)
+    total_before = bench.beanstalkd.tube_stats().get("total-jobs", 0)
+
+    if bad.via == "refused":
+        with pytest.raises(InvalidJob) as caught:
+            bench.client.put_document(doc)
+        assert bad.says in caught.value.message
+        assert bench.beanstalkd.tube_stats().get("total-jobs", 0) == total_before
+        assert tree(bench.sandbox, skip) == before
+        assert listing(bench.results_dir) == results_before
+        return
+
+    slot_errors = len(bench.worker.find("slot_error"))
+    if bad.via == "raw":
+        assert isinstance(doc, bytes)
+        beanstalk_id = put_raw(bench.beanstalkd.port, doc, ttr=bad.ttr)
+    else:
+        beanstalk_id = bench.client.put_document(doc, ttr=bad.ttr).beanstalk_id
+    try:
+        wait_buried(bench, beanstalk_id, slot_errors)
+        bench.buried += 1
+    finally:  # a row that went wrong must not leave its job to the rows after it
+        remove_unburied(bench, beanstalk_id)
+
+    buried = bench.worker.wait_event("job_buried", beanstalk_id=beanstalk_id)[0]
+    assert buried["code"] == bad.code
+    result_file = bench.results_dir / f"{name}.json"
+    if bad.published:
+        served = httpx.get(bench.results.base_url + f"{name}.json", timeout=5)
+        assert served.status_code == 200, served.text
+        failed = served.json()
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == bad.code
+        assert failed["error"]["retryable"] is False
+        assert bad.says in failed["error"]["message"]
+        if failed.get("attempt") is not None:
+            assert failed["attempt"] == bad.attempts
+        assert listing(bench.results_dir) - results_before == {f"{name}.json"}
+    else:
+        assert not result_file.exists()
+        assert listing(bench.results_dir) == results_before
+        events = bench.worker.find("job_failed", job_id=name) + bench.worker.find(
+            "job_invalid", beanstalk_id=beanstalk_id
+        )
+        assert events, "no job_failed / job_invalid event"
+        assert bad.says in events[-1]["error"]
+    assert tree(bench.sandbox, skip) == before, "something changed outside the results directory"
+    if bad.code == "input_refused":
+        marker = f"row={name}"
+        assert not [s for s in bench.inputs.app.seen[seen_before:] if marker in s], (
+            "a refused input URL reached the inputs server"
+        )
+
+    assert_worker_alive(bench)
+    run_good_job(bench, name)
+    assert_worker_alive(bench)
+
+
+def test_worker_survives_the_whole_table(bench: Bench) -> None:
+    """After the table, the worker that started it is still running, every bad job it took is
+    buried, nothing is left ready or reserved, and it still runs a good job."""
+    assert_worker_alive(bench)
+    run_good_job(bench, "after-the-table")
+    stats = bench.beanstalkd.tube_stats()
+    assert stats.get("current-jobs-buried", 0) == bench.buried
+    wait_for(
+        lambda: bench.beanstalkd.tube_stats().get("current-jobs-reserved") == 0,
+        what="the good job deleted",
+    )
+    assert bench.beanstalkd.tube_stats().get("current-jobs-ready", 0) == 0
+    assert_worker_alive(bench)
