@@ -41,7 +41,7 @@ import pytest
 import uvicorn
 
 from jobrunner import Client
-from jobrunner.errors import InvalidJob, JobNotFound
+from jobrunner.errors import ERROR_CODES, InvalidJob, JobNotFound, failure_for_code
 from jobrunner.queue import Connection
 from tests.support import (
     Beanstalkd,
@@ -946,3 +946,16 @@ def test_worker_survives_the_whole_table(bench: Bench) -> None:
     )
     assert bench.beanstalkd.tube_stats().get("current-jobs-ready", 0) == 0
     assert_worker_alive(bench)
+
+
+def test_readme_error_table_lists_every_code() -> None:
+    """The README's error table names every error code, in order, with the right "retried?"
+    flag, and every code this table expects is among them."""
+    readme = (Path(__file__).parents[2] / "README.rst").read_text("utf-8")
+    after = readme.split("\nError codes\n===========\n", 1)[1]
+    section = re.split(r"\n\n[^\n=][^\n]*\n=+\n", after, maxsplit=1)[0]  # up to the next title
+    rows = re.findall(r"^``([a-z_]+)``\s+(yes|no)\s", section, re.M)
+    assert [code for code, _ in rows] == list(ERROR_CODES)
+    for code, retried in rows:
+        assert failure_for_code(code, "").retryable == (retried == "yes"), code
+    assert {bad.code for bad in (p.values[0] for p in TABLE)} <= set(ERROR_CODES)
