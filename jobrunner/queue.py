@@ -58,6 +58,8 @@ class Reserved:
     id: int
     body: bytes
     server: str
+    #: Which connection of the :class:`Connection` reserved it (see ``holds``).
+    generation: int = 0
 
 
 class Connection:
@@ -78,6 +80,8 @@ class Connection:
         self._retry_at = 0.0
         self._down = False
         self.reconnects = 0
+        #: Counts the sockets opened; a reservation lives only as long as its socket.
+        self.generation = 0
 
     # -- connection state ------------------------------------------------
 
@@ -107,6 +111,7 @@ class Connection:
             self.reconnects += 1
             log.info("queue_reconnected", server=self.address, failures=self._failures)
         self._client, self._failures, self._down = client, 0, False
+        self.generation += 1
         return client
 
     def _failed(self, exc: BaseException) -> None:
@@ -168,7 +173,16 @@ class Connection:
             return None
         except greenstalk.DeadlineSoonError:  # pragma: no cover - workers reserve nothing
             return None  # while they hold a job; a producer-side reserve can see it
-        return Reserved(id=job.id, body=job.body, server=self.address)
+        return Reserved(id=job.id, body=job.body, server=self.address, generation=self.generation)
+
+    def holds(self, job: Reserved) -> bool:
+        """True while the socket that reserved ``job`` is still the open one.
+
+        After a reconnect the reservation is gone, and the same job id may
+        even name another job (a beanstalkd restarted without binlog counts
+        ids from 1 again): delete, release, bury and touch must not be sent.
+        """
+        return self._client is not None and job.generation == self.generation
 
     def stats_job(self, job_id: int) -> dict[str, Any]:
         """Return beanstalkd's ``stats-job`` of a job (tube, pri, ttr, reserves, ...)."""

@@ -223,7 +223,7 @@ class Slot(threading.Thread):
     def _ack(
         self,
         conn: Connection,
-        job_id: int,
+        reserved: Reserved,
         action: str,
         priority: int,
         delay: int,
@@ -231,6 +231,14 @@ class Slot(threading.Thread):
         t0: float,
         **fields: Any,
     ) -> None:
+        job_id = reserved.id
+        if not conn.holds(reserved):
+            # The connection broke after the reserve: beanstalkd gave the job back
+            # (or, restarted, restored it from its binlog). It runs again and
+            # publishes the same result; acting on the id now could hit another job.
+            bound.warning("job_ack_lost", action=action, error="reservation lost", **fields)
+            self.worker.count("acks_lost")
+            return
         try:
             if action == DELETE:
                 conn.delete(job_id)
@@ -270,14 +278,14 @@ class Slot(threading.Thread):
         )
         if self.worker.stopping.is_set():
             # The reserve was already under way when the stop signal came: give it back.
-            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
+            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="shutdown")
             return
         try:
             job = codec.decode_job(reserved.body)
         except InvalidJob as invalid:
             self._invalid_job(reserved, invalid, bound)
             self.worker.count("jobs_invalid_job")
-            self._ack(conn, reserved.id, BURY, priority, 0, bound, t0, code=invalid.code)
+            self._ack(conn, reserved, BURY, priority, 0, bound, t0, code=invalid.code)
             return
         bound = bound.bind(job_id=job.id, job_type=job.type)
         max_attempts = job.max_attempts or self.config.max_attempts
@@ -298,7 +306,7 @@ class Slot(threading.Thread):
             # The job never reached the child (it died while idle): not the job's fault.
             bound.warning("child_lost", error=exc.description)
             self.child.kill()
-            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="child_lost")
+            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="child_lost")
             return
         try:
             reply = self._watch(reserved, conn, ttr, t0 + timeout, bound)
@@ -308,7 +316,7 @@ class Slot(threading.Thread):
                 # systemd's default KillMode=control-group sends SIGTERM to the children
                 # too: a child that died in a shutdown did not crash; give the job back.
                 bound.warning("job_interrupted", reason="shutdown", error=exc.description)
-                self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
+                self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="shutdown")
                 self.worker.count("jobs_released_on_stop")
                 return
             crash = WorkerCrash(
@@ -318,7 +326,7 @@ class Slot(threading.Thread):
             reply = self._fail_here(job, attempt, crash, bound)
             self.worker.count("child_crashes")
         if reply is None:  # shutting down: give the job back at once
-            self._ack(conn, reserved.id, RELEASE, priority, 0, bound, t0, reason="shutdown")
+            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="shutdown")
             self.worker.count("jobs_released_on_stop")
             return
         if reply.get("timeout"):
@@ -336,9 +344,7 @@ class Slot(threading.Thread):
         code = reply.get("code")
         self.worker.count(f"jobs_{code or 'done'}")
         fields = {"code": code} if code else {}
-        self._ack(
-            conn, reserved.id, action, priority, int(reply.get("delay", 0)), bound, t0, **fields
-        )
+        self._ack(conn, reserved, action, priority, int(reply.get("delay", 0)), bound, t0, **fields)
 
     def _stopping_soon(self, wait: float = 1.0) -> bool:
         """True when the worker is stopping, or starts to within ``wait`` seconds."""
@@ -380,9 +386,11 @@ class Slot(threading.Thread):
                 )
                 self.child.kill()
                 return None
-            if now >= next_touch:
+            if now >= next_touch and not reservation_lost:
                 next_touch = now + touch_every
                 try:
+                    if not conn.holds(reserved):
+                        raise QueueError("the connection that reserved the job was lost")
                     conn.touch(reserved.id)
                     bound.debug("job_touched")
                 except QueueError as exc:

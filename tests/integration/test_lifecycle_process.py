@@ -216,3 +216,22 @@ def test_worker_waits_for_beanstalkd_that_is_not_up_yet(lab: Lab, tmp_path: Path
     finally:
         worker.stop()
         server.stop()
+
+
+def test_delete_lost_with_the_connection_reruns_and_republishes(bsd: Beanstalkd, lab: Lab) -> None:
+    """beanstalkd restarting while a job runs takes its reservation: the delete is lost,
+    the job (restored from the binlog) runs again and publishes the same result."""
+    worker = lab.worker(bsd.address)
+    try:
+        put_raw(bsd.port, lab.body("sleep", "again", {"seconds": 2}), ttr=60)
+        worker.wait_event("job_started", job_id="again")
+        bsd.restart()
+        worker.wait_event("job_ack_lost", job_id="again", action="delete", timeout=30)
+        worker.wait_event("job_deleted", job_id="again", timeout=60)
+        doc = wait_for_status(lab.result("again"), ("done",))
+        assert doc["data"]["slept"] == 2
+        assert [row[0] for row in lab.runs("end")] == ["again", "again"]
+        wait_for(lambda: _drained(bsd), 30, what="queue drained")
+        assert worker.proc.poll() is None
+    finally:
+        assert worker.stop() == 0
