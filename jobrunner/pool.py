@@ -90,6 +90,10 @@ class ChildProcess:
     def start(self) -> None:
         """Start the child and wait until it has loaded its settings.
 
+        Call it from the slot thread that owns the child: the child's
+        ``PR_SET_PDEATHSIG`` fires when the *thread* that forked it ends, and
+        the slot thread lives exactly as long as the worker needs the child.
+
         Raises:
             ChildDied: it exited or did not become ready within START_TIMEOUT.
         """
