@@ -78,7 +78,10 @@ def parse_time(value: str) -> dt.datetime:
         text = text[:-1] + "+00:00"
     # fromisoformat takes at most 6 fractional digits before Python 3.11.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+    try:
+        return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"time {value!r} is out of range in UTC (years 1-9999)") from None
 
 
 def _make_converter() -> cattrs.Converter:
@@ -101,6 +104,29 @@ _params_converter = converter.copy(forbid_extra_keys=True, prefer_attrib_convert
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+# JSON may spell unpaired UTF-16 surrogates (\ud800) that no UTF-8 text can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_unicode(value: Any, text: str, what: str) -> None:
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} holds an unpaired surrogate escape (\\ud800-\\udfff), "
+            "which is not valid Unicode"
+        ) from None
 
 
 def json_depth(value: Any) -> int:
@@ -129,20 +155,17 @@ def loads_strict(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: st
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     # Cheap pre-check: a document can only nest as deep as it has brackets.
-    if text.count("[") + text.count("{") > max_depth:
-        try:
-            value = json.loads(text, parse_constant=_refuse_constant)
-        except RecursionError:
-            raise ValueError(f"{what} nests deeper than {max_depth} levels") from None
-        except ValueError as exc:
-            raise ValueError(f"{what} is not valid JSON: {exc}") from None
-        if json_depth(value) > max_depth:
-            raise ValueError(f"{what} nests deeper than {max_depth} levels")
-        return value
+    deep = text.count("[") + text.count("{") > max_depth
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"{what} nests deeper than {max_depth} levels") from None
     except ValueError as exc:
         raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    if deep and json_depth(value) > max_depth:
+        raise ValueError(f"{what} nests deeper than {max_depth} levels")
+    _check_unicode(value, text, what)
+    return value
 
 
 # -- job documents ---------------------------------------------------------
@@ -248,8 +271,22 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 
 def encode_job(job: Job) -> bytes:
-    """Encode a job document as compact UTF-8 JSON."""
-    return json.dumps(job_to_dict(job), separators=(",", ":"), allow_nan=False).encode()
+    """Encode a job document as compact UTF-8 JSON.
+
+    Raises:
+        InvalidJob: a string holds an unpaired surrogate, or a number is not finite.
+    """
+    try:
+        text = json.dumps(
+            job_to_dict(job), separators=(",", ":"), allow_nan=False, ensure_ascii=False
+        )
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJob(
+            "job document holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
+        ) from None
+    except ValueError as exc:
+        raise InvalidJob(f"job document: {exc} (NaN and Infinity are not JSON)") from None
 
 
 # -- result documents ------------------------------------------------------

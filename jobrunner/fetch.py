@@ -31,6 +31,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import email.utils
+import errno
 import hashlib
 import http.cookiejar
 import mimetypes
@@ -408,13 +409,18 @@ class Fetcher:
     def _parse(self, url: str, *, redirect: bool) -> tuple[httpx.URL, Target]:
         try:
             parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
+            port = parsed.port
+        except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
             raise InputRefused(f"input URL {url!r} refused: not a valid URL ({exc})") from None
+        if port is not None and not 0 < port < 65536:
+            raise InputRefused(
+                f"input URL {url!r} refused: not a valid URL (port {port} is not 1-65535)"
+            )
         target = self._policy.check_target(
             url,
             scheme=parsed.scheme,
             host=parsed.raw_host.decode("ascii"),
-            port=parsed.port,
+            port=port,
             credentials=bool(parsed.userinfo),
             redirect=redirect,
         )
@@ -587,6 +593,9 @@ class Fetcher:
         except PermissionError:
             raise InputUnavailable(f"input {url}: the worker may not read {path}") from None
         except OSError as exc:
+            # A name too long, a loop of links, a directory in the way: no retry can help.
+            if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+                raise InputUnavailable(f"input {url}: cannot open {path}: {exc.strerror}") from None
             raise InputFailed(f"input {url}: cannot open {path}: {exc.strerror}") from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -459,6 +459,12 @@ class UrlPolicy:
                 f"input URL {url} refused: file: URLs must name a local path (file:///path)"
             )
         path = urllib.parse.unquote(parts.path)
+        try:
+            path.encode("utf-8")
+        except UnicodeError:
+            raise InputRefused(
+                f"input URL {url!r} refused: the path is not valid Unicode"
+            ) from None
         if "\x00" in path or not path.startswith("/"):
             raise InputRefused(f"input URL {url} refused: not an absolute file path")
         real = Path(os.path.realpath(path))

@@ -56,6 +56,10 @@ def relative_result_path(url: str, base_url: str) -> str:
     if parts.query or parts.fragment:
         raise ResultRefused(f"result URL {url!r} must not have a query or fragment")
     raw = parts.path
+    try:
+        unquote(raw, errors="strict").encode("utf-8")
+    except UnicodeError:
+        raise ResultRefused(f"result URL {url!r}: the path is not valid UTF-8") from None
     if "\\" in raw or "%5c" in raw.lower():
         raise ResultRefused(f"result URL {url!r}: backslashes are not allowed in the path")
     path = unquote(raw)

@@ -473,11 +473,6 @@ def row(test_id: str, bad: Bad, *marks: Any) -> Any:
     return pytest.param(bad, id=test_id, marks=marks)
 
 
-def bug(reason: str) -> Any:
-    """Mark a row that shows a known bug in a module this test does not own."""
-    return pytest.mark.xfail(strict=True, reason="BUG: " + reason)
-
-
 def refused(test_id: str, phrase: str, *marks: Any, **changes: Any) -> Any:
     """A row the Client refuses before anything is put."""
     bad = Bad("invalid_job", phrase, job(**changes), via="refused", published=False)
@@ -497,20 +492,6 @@ def bad_result(test_id: str, url: str, says: str, *marks: Any, ttr: int = 60) ->
 
 
 OVERFLOWING_TIME = "0001-01-01T00:00:00+23:59"  # a valid RFC 3339 form, but year 0 in UTC
-BUG_TIME_OVERFLOW = bug(
-    "codec.py:81 parse_time() lets OverflowError out of "
-    "datetime.fromisoformat(...).astimezone(utc) for a time that leaves years 1-9999 in UTC; "
-    "validate_job (codec.py:218) catches only ValueError, so the Client raises OverflowError "
-    "instead of InvalidJob and the worker's decode_job (worker.py:276 catches only InvalidJob) "
-    "ends in slot_error: the job is never buried and comes back after every TTR"
-)
-BUG_FLOAT_OVERFLOW = bug(
-    "codec.py:134/143 loads_strict() refuses NaN/Infinity literals but lets numbers "
-    "such as 1e400 through as float('inf'); a job's meta or an input then holds a "
-    "non-finite number and fails later as plugin_error (the meta case publishes no failed "
-    "document at all, encode_result refusing inf) instead of invalid_job / input_invalid"
-)
-
 
 DEEP_DOC = (
     raw_job()[:-1] + b', "meta": {"deep": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}"
@@ -582,7 +563,6 @@ TABLE = [
             "NaN is not valid JSON",
             raw_job(params={"x": float("nan")}),
             via="raw",
-            published=False,
         ),
     ),
     row(
@@ -602,7 +582,6 @@ TABLE = [
             via="raw",
             ttr=2,
         ),
-        BUG_TIME_OVERFLOW,
     ),
     row(
         "meta-number-overflows-1e400",
@@ -612,11 +591,14 @@ TABLE = [
             raw_job()[:-1] + b', "meta": {"kwh": 1e400}}',
             via="raw",
         ),
-        BUG_FLOAT_OVERFLOW,
     ),
     row(
         "id-lone-surrogate",
-        Bad("invalid_job", "id: must be", raw_job(id="\ud800"), via="raw"),
+        Bad("invalid_job", "unpaired surrogate", raw_job(id="\ud800"), via="raw"),
+    ),
+    row(
+        "input-lone-surrogate-raw",
+        Bad("invalid_job", "unpaired surrogate", raw_job(input="{in}good\ud800.json"), via="raw"),
     ),
     row(
         "invalid-job-with-escaping-result",
@@ -637,9 +619,7 @@ TABLE = [
     refused(
         "client-oversized-document", "beanstalkd takes at most 65535", params={"pad": "x" * 70_000}
     ),
-    refused(
-        "client-created-overflows-in-utc", "created:", BUG_TIME_OVERFLOW, created=OVERFLOWING_TIME
-    ),
+    refused("client-created-overflows-in-utc", "created:", created=OVERFLOWING_TIME),
     # -- job type --
     row("unknown-type", Bad("unknown_type", "no_such_type", job(type="no_such_type"))),
     # -- input URL policy (loopback forms only: the worker allows the name localhost alone) --
@@ -709,30 +689,12 @@ TABLE = [
         "unspecified",
     ),
     bad_input("input-nul-in-url", "{in}good.json\x00", "input_refused", "not a valid URL"),
-    bad_input(
-        "input-lone-surrogate-in-url",
-        "{in}good\ud800.json",
-        "input_refused",
-        "not a valid URL",
-        bug(
-            "fetch.py:411 Fetcher._parse catches httpx.InvalidURL and TypeError only; "
-            "httpx.URL() raises UnicodeEncodeError for a lone surrogate (valid JSON: "
-            '"\\ud800") in the path, which escapes JobExecutor.execute (runner.py:189/196 '
-            "catch JobFailure and Retry) and kills the child: worker_crash instead of "
-            "input_refused, and a child restart per such job"
-        ),
-    ),
+    refused("client-lone-surrogate-in-input", "unpaired surrogate", input="{in}good\ud800.json"),
     bad_input(
         "input-port-beyond-65535",
         "http://localhost:{port+65536}/good.json?row={name}",
         "input_refused",
         "not a valid URL",
-        bug(
-            "fetch.py:417 Fetcher._parse takes httpx's port unchecked; httpx accepts ports "
-            "above 65535 and getaddrinfo wraps them modulo 65536, so http://localhost:PORT+65536/ "
-            "is fetched from PORT (the job succeeds; provenance names a port never contacted). "
-            "UrlPolicy.check_url refuses such URLs (urlsplit), the fetch path does not"
-        ),
     ),
     bad_input(
         "input-one-of-several-refused",
@@ -793,7 +755,6 @@ TABLE = [
         "{in}overflow.json",
         "input_invalid",
         "not valid JSON",
-        BUG_FLOAT_OVERFLOW,
     ),
     # -- file: inputs (allowed below --allow-file-inputs only) --
     bad_input(
@@ -822,17 +783,8 @@ TABLE = [
         "file-is-a-directory", "file://{files}/dir", "input_unavailable", "not a regular file"
     ),
     bad_input("file-over-size-limit", "file://{files}/big.json", "input_too_large", "300002 bytes"),
-    bad_input(
-        "file-lone-surrogate-in-path",
-        "file://{files}/\ud800.json",
-        "input_refused",
-        "refused",
-        bug(
-            "policy.py:464 UrlPolicy.file_path calls os.path.realpath() on the unquoted path; "
-            'a lone surrogate (JSON "\\ud800") raises UnicodeEncodeError, which escapes '
-            "Fetcher.fetch and JobExecutor.execute and kills the child: worker_crash instead "
-            "of input_refused"
-        ),
+    refused(
+        "client-lone-surrogate-in-file", "unpaired surrogate", input="file://{files}/\ud800.json"
     ),
     # -- result URLs: they must map inside the results directory --
     bad_result(
@@ -850,19 +802,8 @@ TABLE = [
     bad_result("result-query", "{res}{name}.json?x=1", "query"),
     bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
     bad_result("result-directory", "{res}", "must name a file"),
-    bad_result(
-        "result-lone-surrogate",
-        "{res}\ud800{name}.json",
-        "may hold only",
-        bug(
-            "publish/paths.py:80 relative_result_path calls segment.encode() before "
-            'is_safe_segment(); a lone surrogate (JSON "\\ud800") raises UnicodeEncodeError. '
-            "In the child it escapes publishers.check (runner.py:221) and kills the child; the "
-            "worker's publish_failure (worker.py:127, catches JobFailure only) then raises it "
-            "again out of Slot._handle: slot_error, the job is never buried, stays reserved "
-            "and comes back after every TTR, crashing a child each time (a poison job)"
-        ),
-        ttr=2,
+    refused(
+        "client-lone-surrogate-in-result", "unpaired surrogate", result="{res}\ud800{name}.json"
     ),
 ]
 

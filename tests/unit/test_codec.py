@@ -230,3 +230,23 @@ class _Durations:
 def test_params_attrs_converters_run_before_type_checks() -> None:
     """A Params field with an attrs converter takes what the converter takes ("24h")."""
     assert codec.structure_params({"horizon": "24h"}, _Durations).horizon == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (json.dumps(job(meta={"x": 1}))[:-1].encode() + b', "meta": {"n": 1e400}}', "range"),
+        (json.dumps(job(id="\ud800")).encode(), "surrogate"),
+        (json.dumps(job(created="0001-01-01T00:00:00+23:59")).encode(), "out of range"),
+    ],
+)
+def test_numbers_unicode_and_times_out_of_range_are_invalid(body: bytes, fragment: str) -> None:
+    """1e400 (inf), unpaired surrogates and times outside years 1-9999 in UTC are invalid_job."""
+    with pytest.raises(InvalidJob) as info:
+        codec.decode_job(body)
+    assert fragment in str(info.value)
+
+
+def test_paired_surrogates_are_fine() -> None:
+    """An emoji spelled as a surrogate pair in JSON is valid text."""
+    assert codec.loads_strict(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}

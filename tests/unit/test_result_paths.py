@@ -83,3 +83,9 @@ def test_file_publisher_writes_atomically(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c.json"]
     with pytest.raises(ResultRefused):
         publisher.check(BASE + "../x.json")
+
+
+def test_unpaired_surrogate_in_result_url_is_refused() -> None:
+    """A result path that is not valid Unicode is refused, not an exception."""
+    with pytest.raises(ResultRefused):
+        relative_result_path("http://results.test:8080/r/\ud800.json", BASE)
