@@ -28,6 +28,7 @@ class _CurrentStderr:
     def isatty(self) -> bool:
         return sys.stderr.isatty()
 
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
