@@ -93,13 +93,20 @@ class _Metric:
 
 
 class Counter(_Metric):
-    """A monotonically increasing count, per label combination."""
+    """A monotonically increasing count, per label combination; or read by ``collect``."""
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        collect: Callable[[], Iterable[tuple[LabelValues, float]]] | None = None,
+    ) -> None:
         super().__init__(name, help, labels)
         self._values: dict[LabelValues, float] = {}
+        self._collect = collect
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         """Add ``amount`` (>= 0) to the counter with these labels."""
@@ -112,8 +119,11 @@ class Counter(_Metric):
         return self._values.get(self._key(labels), 0.0)
 
     def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
+        if self._collect is not None:
+            items = sorted(self._collect())
+        else:
+            with self._lock:
+                items = sorted(self._values.items())
         return self.header() + [
             f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items
         ]
@@ -228,10 +238,29 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
-class WorkerMetrics:
-    """The worker's metrics (names are part of the operator's contract)."""
+Collector = Callable[[], Iterable[tuple[LabelValues, float]]]
 
-    def __init__(self) -> None:
+
+def _nothing() -> list[tuple[LabelValues, float]]:
+    return []
+
+
+class WorkerMetrics:
+    """The worker's metrics (names are part of the operator's contract).
+
+    Args:
+        reconnects: reads reconnections per server at scrape time.
+        servers_up: reads how many servers are reachable at scrape time.
+        queue: reads the watched tubes' job counts at scrape time.
+    """
+
+    def __init__(
+        self,
+        *,
+        reconnects: Collector = _nothing,
+        servers_up: Collector = _nothing,
+        queue: Collector = _nothing,
+    ) -> None:
         self.registry = Registry()
         add = self.registry.add
         self.jobs = add(
@@ -259,19 +288,21 @@ class WorkerMetrics:
         )
         self.reconnects = add(
             Counter(
-                "jobrunner_reconnects_total", "Reconnections to a beanstalkd server.", ["server"]
+                "jobrunner_reconnects_total",
+                "Reconnections to a beanstalkd server.",
+                ["server"],
+                collect=reconnects,
             )
         )
-        self.servers_up = add(Gauge("jobrunner_servers_up", "beanstalkd servers reachable."))
-
-    def queue_depth(self, collect: Callable[[], Iterable[tuple[LabelValues, float]]]) -> None:
-        """Add the queue-depth gauge, computed by ``collect`` at scrape time."""
-        self.registry.add(
+        self.servers_up = add(
+            Gauge("jobrunner_servers_up", "beanstalkd servers reachable.", collect=servers_up)
+        )
+        self.queue = add(
             Gauge(
                 "jobrunner_queue_jobs",
-                "Jobs in the watched tubes, by state.",
+                "Jobs in the watched tubes, by server, tube and state.",
                 ["server", "tube", "state"],
-                collect=collect,
+                collect=queue,
             )
         )
 

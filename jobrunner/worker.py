@@ -36,10 +36,12 @@ from jobrunner.config import Config
 from jobrunner.errors import (
     InvalidJob,
     JobFailure,
+    JobNotFound,
     JobTimeout,
     QueueError,
     WorkerCrash,
 )
+from jobrunner.metrics import MetricsServer, WorkerMetrics
 from jobrunner.pool import ChildDied, ChildProcess
 from jobrunner.publish.base import PublisherChain, build_publishers
 from jobrunner.queue import Connection, Reserved
@@ -66,14 +68,72 @@ class Worker:
         self.stop_deadline = float("inf")
         self.publishers: PublisherChain = build_publishers(config)
         self._publish_lock = threading.Lock()
-        self.slots = [Slot(self, index) for index in range(config.concurrency)]
         self.counters: dict[str, int] = {}
         self._counter_lock = threading.Lock()
+        self.metrics = WorkerMetrics(
+            reconnects=self._reconnects, servers_up=self._servers_up, queue=self._queue_depth
+        )
+        # Connections of the metrics scraper's own (reservations stay with the slots).
+        self._probes = [Connection(address) for address in config.beanstalk]
+        self._probe_lock = threading.Lock()
+        self.slots = [Slot(self, index) for index in range(config.concurrency)]
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to a named counter (jobs by outcome, child restarts, ...)."""
         with self._counter_lock:
             self.counters[name] = self.counters.get(name, 0) + amount
+
+    # -- metrics and health ---------------------------------------------------
+
+    def _reconnects(self) -> list[tuple[tuple[str, ...], float]]:
+        totals = {address: 0 for address in self.config.beanstalk}
+        for slot in self.slots:
+            for conn in slot.connections:
+                totals[conn.address] += conn.reconnects
+        return [((address,), float(n)) for address, n in totals.items()]
+
+    def servers_reachable(self) -> int:
+        """How many configured servers at least one slot is connected to (or trying)."""
+        return sum(
+            1
+            for index in range(len(self.config.beanstalk))
+            if any(not slot.connections[index].down for slot in self.slots)
+        )
+
+    def _servers_up(self) -> list[tuple[tuple[str, ...], float]]:
+        return [((), float(self.servers_reachable()))]
+
+    def _queue_depth(self) -> list[tuple[tuple[str, ...], float]]:
+        states = ("ready", "reserved", "delayed", "buried")
+        samples: list[tuple[tuple[str, ...], float]] = []
+        with self._probe_lock:
+            for conn in self._probes:
+                for tube in self.config.tube:
+                    try:
+                        stats = conn.stats_tube(tube)
+                    except JobNotFound:  # the tube does not exist yet: empty
+                        stats = {}
+                    except QueueError:
+                        break
+                    samples += [
+                        ((conn.address, tube, state), float(stats.get(f"current-jobs-{state}", 0)))
+                        for state in states
+                    ]
+        return samples
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy unless no server is reachable or a slot cannot start its child."""
+        servers = self.servers_reachable()
+        broken = [slot.index for slot in self.slots if slot.child_failures >= 2]
+        details = {
+            "servers_up": servers,
+            "servers": len(self.config.beanstalk),
+            "slots": len(self.slots),
+            "busy": sum(1 for slot in self.slots if slot.busy),
+            "broken_slots": broken,
+            "stopping": self.stopping.is_set(),
+        }
+        return servers > 0 and not broken, details
 
     # -- life cycle ----------------------------------------------------------
 
@@ -90,11 +150,24 @@ class Worker:
             publishers=list(self.config.publisher),
             worker=self.config.worker_name,
         )
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(
+                self.metrics.registry,
+                self.health,
+                host=self.config.metrics_host,
+                port=self.config.metrics_port,
+            ).start()
+            log.info("metrics_serving", host=self.config.metrics_host, port=server.port)
         for slot in self.slots:
             slot.start()
         while any(slot.is_alive() for slot in self.slots):
             for slot in self.slots:
                 slot.join(timeout=0.2)
+        if server is not None:
+            server.stop()
+        for conn in self._probes:
+            conn.close()
         self.publishers.close()
         log.info("worker_stopped", counters=self.counters)
         return 0
@@ -148,6 +221,8 @@ class Slot(threading.Thread):
             Connection(address, watch=self.config.tube) for address in self.config.beanstalk
         ]
         self.child = ChildProcess(self.config, index)
+        self.child_failures = 0  # consecutive failed starts: the health check reads it
+        self.metrics = worker.metrics
         self._turn = index  # spreads the slots' blocking reserves over the servers
 
     def run(self) -> None:
@@ -172,10 +247,12 @@ class Slot(threading.Thread):
         found = self._reserve()
         if found is not None:
             self.busy = True
+            self.metrics.in_flight.inc()
             try:
                 self._handle(*found)
             finally:
                 self.busy = False
+                self.metrics.in_flight.inc(-1)
 
     # -- child -----------------------------------------------------------------
 
@@ -187,12 +264,15 @@ class Slot(threading.Thread):
             log.info("child_recycled", slot=self.index, pid=self.child.pid, reason=reason)
             self.child.stop()
             self.worker.count("child_recycles")
+            self.metrics.child_restarts.inc(reason="recycle")
         try:
             self.child.start()
         except (ChildDied, OSError) as exc:
+            self.child_failures += 1
             log.error("child_start_failed", slot=self.index, error=str(exc))
             self.worker.stopping.wait(_CHILD_RESTART_DELAY)
             return False
+        self.child_failures = 0
         return True
 
     # -- queue ---------------------------------------------------------------
@@ -230,6 +310,7 @@ class Slot(threading.Thread):
         delay: int,
         bound: Any,
         t0: float,
+        job_type: str = "unknown",
         **fields: Any,
     ) -> None:
         job_id = reserved.id
@@ -256,7 +337,17 @@ class Slot(threading.Thread):
         event = {DELETE: "job_deleted", RELEASE: "job_released", BURY: "job_buried"}[action]
         if action == RELEASE:
             fields["delay"] = delay
-        bound.info(event, duration_s=round(time.monotonic() - t0, 3), **fields)
+        duration = time.monotonic() - t0
+        bound.info(event, duration_s=round(duration, 3), **fields)
+        code = fields.get("code")
+        if action == RELEASE:
+            outcome = "released"
+            if code:
+                self.metrics.retries.inc(type=job_type)
+        else:
+            outcome = code or ("done" if action == DELETE else "buried")
+        self.metrics.jobs.inc(type=job_type, outcome=outcome)
+        self.metrics.duration.observe(duration, type=job_type)
 
     # -- one job ---------------------------------------------------------------
 
@@ -307,7 +398,10 @@ class Slot(threading.Thread):
             # The job never reached the child (it died while idle): not the job's fault.
             bound.warning("child_lost", error=exc.description)
             self.child.kill()
-            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="child_lost")
+            self.metrics.child_restarts.inc(reason="lost")
+            self._ack(
+                conn, reserved, RELEASE, priority, 0, bound, t0, job.type, reason="child_lost"
+            )
             return
         try:
             reply = self._watch(reserved, conn, ttr, t0 + timeout, bound)
@@ -317,7 +411,9 @@ class Slot(threading.Thread):
                 # systemd's default KillMode=control-group sends SIGTERM to the children
                 # too: a child that died in a shutdown did not crash; give the job back.
                 bound.warning("job_interrupted", reason="shutdown", error=exc.description)
-                self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="shutdown")
+                self._ack(
+                    conn, reserved, RELEASE, priority, 0, bound, t0, job.type, reason="shutdown"
+                )
                 self.worker.count("jobs_released_on_stop")
                 return
             crash = WorkerCrash(
@@ -326,14 +422,16 @@ class Slot(threading.Thread):
             )
             reply = self._fail_here(job, attempt, crash, bound)
             self.worker.count("child_crashes")
+            self.metrics.child_restarts.inc(reason="crash")
         if reply is None:  # shutting down: give the job back at once
-            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, reason="shutdown")
+            self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, job.type, reason="shutdown")
             self.worker.count("jobs_released_on_stop")
             return
         if reply.get("timeout"):
             # Stop the child first, so it cannot publish over the failed document.
             self.child.kill()
             bound.warning("job_timeout", timeout=timeout)
+            self.metrics.child_restarts.inc(reason="timeout")
             failure = JobTimeout(
                 f"the job ran longer than its time-out of {timeout:g} s and "
                 "was stopped; raise 'timeout' in the job (up to --max-timeout) "
@@ -345,7 +443,17 @@ class Slot(threading.Thread):
         code = reply.get("code")
         self.worker.count(f"jobs_{code or 'done'}")
         fields = {"code": code} if code else {}
-        self._ack(conn, reserved, action, priority, int(reply.get("delay", 0)), bound, t0, **fields)
+        self._ack(
+            conn,
+            reserved,
+            action,
+            priority,
+            int(reply.get("delay", 0)),
+            bound,
+            t0,
+            job.type,
+            **fields,
+        )
 
     def _stopping_soon(self, wait: float = 1.0) -> bool:
         """True when the worker is stopping, or starts to within ``wait`` seconds."""

@@ -37,12 +37,10 @@ def test_wrong_labels_are_refused() -> None:
 
 def test_collector_failure_does_not_break_scrape() -> None:
     """A gauge whose collector raises is reported as a comment, the rest still renders."""
-    metrics = WorkerMetrics()
-
     def broken() -> list[tuple[tuple[str, ...], float]]:
         raise ConnectionError("down")
 
-    metrics.queue_depth(broken)
+    metrics = WorkerMetrics(queue=broken)
     metrics.jobs.inc(type="echo", outcome="done")
     text = metrics.registry.render()
     assert "jobrunner_queue_jobs not collected" in text

@@ -1,0 +1,99 @@
+"""A worker's Prometheus metrics and health endpoint, scraped over real HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from jobrunner import Client
+from tests.support import Beanstalkd, ResultsServer, Worker, free_port, wait_for, wait_for_status
+
+pytestmark = pytest.mark.integration
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text, or None when absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        match = re.match(r"^([a-z_]+)(\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(3) or ""))
+        if found == labels:
+            return float(match.group(4))
+    return None
+
+
+def test_metrics_count_jobs_and_health_follows_the_queue(
+    beanstalkd: Beanstalkd, results_server: ResultsServer
+) -> None:
+    """/metrics counts jobs by type and outcome and shows queue depth; /health turns 503
+    when beanstalkd goes away and 200 again when it is back."""
+    port = free_port()
+    (results_server.results_dir / "in.json").write_text("{}")
+    worker = Worker(
+        beanstalkd.address,
+        results_server.results_dir,
+        results_server.base_url,
+        "--metrics-port",
+        str(port),
+        concurrency=2,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with Client(beanstalkd.address) as client:
+            for n in range(3):
+                client.submit(
+                    "echo",
+                    results_server.base_url + "in.json",
+                    results_server.base_url + f"ok{n}.json",
+                )
+            client.submit(
+                "nope", results_server.base_url + "in.json", results_server.base_url + "bad.json"
+            )
+            client.submit(
+                "echo",
+                results_server.base_url + "in.json",
+                results_server.base_url + "later.json",
+                delay=3600,
+            )
+        for n in range(3):
+            wait_for_status(results_server.results_dir / f"ok{n}.json")
+        wait_for_status(results_server.results_dir / "bad.json")
+
+        def scraped() -> str | None:
+            text = httpx.get(base + "/metrics", timeout=5).text
+            done = sample(text, "jobrunner_jobs_total", type="echo", outcome="done")
+            failed = sample(text, "jobrunner_jobs_total", type="nope", outcome="unknown_type")
+            return text if done == 3 and failed == 1 else None
+
+        text = wait_for(scraped, what="job counters")
+        assert sample(text, "jobrunner_job_duration_seconds_count", type="echo") == 3
+        assert sample(text, "jobrunner_jobs_in_flight") == 0
+        assert sample(text, "jobrunner_servers_up") == 1
+        tube = {"server": beanstalkd.address, "tube": "default"}
+        assert sample(text, "jobrunner_queue_jobs", **tube, state="delayed") == 1
+        assert sample(text, "jobrunner_queue_jobs", **tube, state="buried") == 1
+        health = httpx.get(base + "/health", timeout=5)
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+
+        beanstalkd.stop()
+        wait_for(
+            lambda: httpx.get(base + "/health", timeout=5).status_code == 503,
+            timeout=20,
+            what="unhealthy without beanstalkd",
+        )
+        beanstalkd.start()
+        wait_for(
+            lambda: httpx.get(base + "/health", timeout=5).status_code == 200,
+            timeout=30,
+            what="healthy again",
+        )
+        text = httpx.get(base + "/metrics", timeout=5).text
+        assert (sample(text, "jobrunner_reconnects_total", server=beanstalkd.address) or 0) >= 1
+    finally:
+        assert worker.stop() == 0
