@@ -203,7 +203,7 @@ def test_rsync_required_fails_the_job_when_a_peer_fails(
 def test_http_publisher_puts_to_a_results_host(
     beanstalkd: Beanstalkd, file_input: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """With --publisher http the running and done documents land on a `jobrunner serve
+    """With --publisher http the documents of two jobs land on a `jobrunner serve
     --put-token` host over one kept-alive connection; a URL on another origin is refused."""
     inputs, input_url = file_input
     host = ResultsServer(tmp_path / "host", "--put-token", TOKEN)
@@ -231,8 +231,13 @@ def test_http_publisher_puts_to_a_results_host(
         assert doc["data"]["params"] == {"k": 2}
         worker.wait_event("job_deleted", job_id=job_id)
         assert json.loads((tmp_path / "host" / "w1" / "r1.json").read_bytes()) == doc
-        stored = host.process.wait_event("result_stored", count=2, path="w1/r1.json")
-        assert len({e["client"] for e in stored}) == 1  # one connection for both documents
+        with Client(beanstalkd.address) as client:
+            second = client.submit("echo", input_url, host.base_url + "w1/r2.json")
+        worker.wait_event("job_deleted", job_id=second)
+        stored = host.process.wait_event("result_stored", path="w1/r2.json")
+        stored = host.process.find("result_stored")
+        assert {e["path"] for e in stored} == {"w1/r1.json", "w1/r2.json"}
+        assert len({e["client"] for e in stored}) == 1  # one connection across both jobs
         assert not (tmp_path / "unused-results" / "w1").exists()
 
         other = f"http://127.0.0.1:{free_port()}/r2.json"
