@@ -115,6 +115,9 @@ class Config:
     max_jobs_per_child: int = _opt(1000, "recycle a child process after this many jobs")
     max_memory_per_child: int = _opt(1024, "recycle a child process above this RSS, in MiB")
     max_result_bytes: int = _opt(16 * _MIB, "largest result document published, in bytes")
+    running_delay: float = _opt(
+        0.2, "seconds a job runs before its first running document (0: at once)"
+    )
     progress_interval: float = _opt(1.0, "least seconds between two progress documents")
     fsync: bool = _opt(True, "fsync result files before renaming them into place")
     worker_name: str = _opt(
@@ -359,6 +362,8 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.running_delay < 0:
+        problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
         problems.append(f"grace must not be negative, got {config.grace}")
     if config.max_redirects < 0:

@@ -25,7 +25,7 @@ class Context:
         params: the job's params, as an instance of the job type's ``Params``
             class when it has one, else the plain dict.
         log: a structlog logger bound to the job (id, type, attempt).
-        workdir: a scratch directory, removed after the job.
+        workdir: a scratch directory (created on first use), removed after the job.
         attempt: which attempt this is (1 for the first).
     """
 
@@ -33,10 +33,18 @@ class Context:
     input: Any
     params: Any
     log: Any
-    workdir: Path
-    attempt: int = 1
     _progress: Callable[[float, str | None], None] = attrs.field(alias="progress_callback")
     _fetch: Callable[[str], Any] = attrs.field(alias="fetch_callback")
+    _workdir_factory: Callable[[], Path] = attrs.field(alias="workdir_factory")
+    attempt: int = 1
+    _workdir: Path | None = attrs.field(default=None, init=False)
+
+    @property
+    def workdir(self) -> Path:
+        """A scratch directory for this job, created on first use and removed after it."""
+        if self._workdir is None:
+            self._workdir = self._workdir_factory()
+        return self._workdir
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress from 0 to 1, published as a ``running`` document.

@@ -134,6 +134,21 @@ class ProgressReporter:
                 return
             self._send(fraction, message)
 
+    def announce(self, delay: float) -> None:
+        """Publish the first ``running`` document after ``delay`` seconds (at once if 0).
+
+        A job that ends sooner publishes only its final document: for short jobs the
+        ``running`` document would be overwritten before anybody could read it.
+        """
+        with self._lock:
+            if delay <= 0:
+                self._send(0.0, None)
+                return
+            self._pending = (0.0, None)
+            self._timer = threading.Timer(delay, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
     def _flush(self) -> None:
         with self._lock:
             self._timer = None
@@ -224,16 +239,26 @@ class JobExecutor:
         builder.provenance = attrs.evolve(
             builder.provenance, plugin=job_type.distribution, plugin_version=job_type.version
         )
-        self._publish(job, builder.running(progress=0.0), final=False, log=bound)
-        inputs = self.fetcher.fetch_all(job.input_urls)
-        builder.provenance = attrs.evolve(
-            builder.provenance,  # type: ignore[misc]
-            inputs=[fetched.provenance(name) for name, fetched in inputs.items()],
+        progress = ProgressReporter(
+            lambda doc: self._publish(job, doc, final=False, log=bound),
+            builder,
+            self.config.progress_interval,
         )
-        t_fetched = time.perf_counter()
-        bound.info("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
-        value = inputs[None].value if None in inputs else {k: v.value for k, v in inputs.items()}
-        data = self._call(job, job_type, builder, bound, value, params, attempt)
+        try:
+            progress.announce(self.config.running_delay)
+            inputs = self.fetcher.fetch_all(job.input_urls)
+            t_fetched = time.perf_counter()
+            builder.provenance = attrs.evolve(
+                builder.provenance,  # type: ignore[misc]
+                inputs=[fetched.provenance(name) for name, fetched in inputs.items()],
+            )
+            bound.info("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
+            value = (
+                inputs[None].value if None in inputs else {k: v.value for k, v in inputs.items()}
+            )
+            data = self._call(job, job_type, bound, value, params, attempt, progress)
+        finally:
+            progress.close()
         t_ran = time.perf_counter()
         self._publish(job, builder.done(data), final=True, log=bound)
         bound.info(
@@ -259,24 +284,25 @@ class JobExecutor:
         self,
         job: Job,
         job_type: LoadedJobType,
-        builder: ResultBuilder,
         bound: Any,
         value: Any,
         params: Any,
         attempt: int,
+        progress: ProgressReporter,
     ) -> Any:
-        progress = ProgressReporter(
-            lambda doc: self._publish(job, doc, final=False, log=bound),
-            builder,
-            self.config.progress_interval,
-        )
-        workdir = Path(tempfile.mkdtemp(prefix=f"jobrunner-{job.id[:40]}-"))
+        workdirs: list[Path] = []
+
+        def make_workdir() -> Path:
+            # Created on first use only: most job types never need one.
+            workdirs.append(Path(tempfile.mkdtemp(prefix=f"jobrunner-{job.id[:40]}-")))
+            return workdirs[0]
+
         ctx = Context(
             job=job,
             input=value,
             params=params,
             log=bound,
-            workdir=workdir,
+            workdir_factory=make_workdir,
             attempt=attempt,
             progress_callback=progress,
             fetch_callback=lambda url: self.fetcher.fetch(url).value,
@@ -294,8 +320,8 @@ class JobExecutor:
             )
             raise PluginError(f"{type(exc).__name__}: {exc}") from None
         finally:
-            progress.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            for path in workdirs:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _publish(self, job: Job, doc: ResultDocument, *, final: bool, log: Any) -> None:
         try:

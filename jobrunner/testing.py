@@ -150,7 +150,7 @@ def run_job(
             input=input,
             params=value,
             log=logger,
-            workdir=workdir,
+            workdir_factory=lambda: workdir,
             progress_callback=lambda f, m: progress.append((f, m)),
             fetch_callback=do_fetch,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,37 @@ def test_outcome_json_drops_empty_fields() -> None:
     }
 
 
-def test_success_publishes_running_then_done_and_deletes(
+def test_quick_job_publishes_only_done_and_deletes(
     executor: JobExecutor, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """A good job publishes running, then done, and is deleted."""
+    """A job done before --running-delay publishes only its final document, then deletes."""
     outcome = executor.execute(_body(tmp_path, "echo"), attempt=1, max_attempts=3)
     assert outcome.action == DELETE and outcome.published
+    assert [d["status"] for d in recorder.docs] == ["done"]
+
+
+def test_running_document_at_once_with_zero_delay(recorder: Recorder, tmp_path: Path) -> None:
+    """With --running-delay 0 a running document is published before the job runs."""
+    (tmp_path / "in.json").write_text("[1]")
+    config = load_config(flags={"allow_file_inputs": str(tmp_path), "running_delay": 0}, env={})
+    executor = JobExecutor(config, publishers=PublisherChain([recorder]))
+    executor.execute(_body(tmp_path, "echo"), attempt=2, max_attempts=3)
+    assert [(d["status"], d["attempt"]) for d in recorder.docs] == [("running", 2), ("done", 2)]
+
+
+def test_slow_job_shows_running_before_done(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A job still running after --running-delay shows a running document, then done."""
+
+    def slow(ctx: Any) -> Any:
+        time.sleep(0.6)
+        return 1
+
+    _add(executor, "slow", slow)
+    executor.execute(_body(tmp_path, "slow"), attempt=1, max_attempts=3)
     assert [d["status"] for d in recorder.docs] == ["running", "done"]
+    assert recorder.docs[0]["progress"] == 0
 
 
 def test_retry_releases_with_backoff_then_exhausts(
