@@ -269,7 +269,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: bool) -> int:
     """``submit --wait``: follow ``url`` to the final document of ``job_id``."""
-    from jobrunner.follow import ProgressDisplay, WaitTimeout, follow, summarize
+    from jobrunner.errors import WaitTimeout
+    from jobrunner.follow import ProgressDisplay, follow, summarize
 
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--wait-timeout must be above 0, got {timeout:g}")

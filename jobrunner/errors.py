@@ -12,6 +12,8 @@ translated into these at the module that talks to the library.
     ├── PluginLoadError (ImportError)       a plugin distribution failed to load
     ├── QueueError (ConnectionError)        beanstalkd unreachable or refused a command
     │   └── JobNotFound (LookupError)       no such job (deleted, or reservation lost)
+    ├── ResultUnavailable                   a result document cannot be read (status, --wait)
+    │   └── WaitTimeout (TimeoutError)      no final document within --wait-timeout
     ├── Retry                               a job type asks for a later attempt (a verb)
     └── JobFailure                          why one job did not produce a result
         ├── InvalidJob (ValueError)         invalid_job        the job document is malformed
@@ -59,10 +61,12 @@ __all__ = [
     "QueueError",
     "ResultRefused",
     "ResultTooLarge",
+    "ResultUnavailable",
     "RetriesExhausted",
     "Retry",
     "RetryRequested",
     "UnknownType",
+    "WaitTimeout",
     "WorkerCrash",
     "failure_for_code",
 ]
@@ -86,6 +90,22 @@ class QueueError(JobRunnerError, ConnectionError):
 
 class JobNotFound(QueueError, LookupError):
     """Raised when beanstalkd does not know the job (deleted, or reservation lost)."""
+
+
+class ResultUnavailable(JobRunnerError):
+    """Raised when the result document cannot be read: refused, not found, not JSON.
+
+    ``status`` is the HTTP status of the answer, None for a network error or a
+    body that is not a result document.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WaitTimeout(ResultUnavailable, TimeoutError):
+    """Raised when no final document appeared in time (``jobrunner submit --wait``)."""
 
 
 class Retry(JobRunnerError):

@@ -28,14 +28,12 @@ import httpx
 
 from jobrunner import __version__
 from jobrunner.codec import parse_time
-from jobrunner.errors import ConfigError, JobRunnerError
+from jobrunner.errors import ConfigError, ResultUnavailable, WaitTimeout
 
 __all__ = [
     "FINAL_STATES",
     "ProgressDisplay",
     "ResultReader",
-    "ResultUnavailable",
-    "WaitTimeout",
     "describe",
     "follow",
     "resolve_result_url",
@@ -45,22 +43,6 @@ __all__ = [
 FINAL_STATES = ("done", "failed")
 #: Seconds between two polls of the result URL.
 DEFAULT_INTERVAL = 0.5
-
-
-class ResultUnavailable(JobRunnerError):
-    """Raised when the result document cannot be read: refused, not found, not JSON.
-
-    ``status`` is the HTTP status of the answer, None for a network error or a
-    body that is not a result document.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class WaitTimeout(ResultUnavailable, TimeoutError):
-    """Raised when no final document appeared within the time-out of :func:`follow`."""
 
 
 def resolve_result_url(target: str, base_url: str | None) -> str:

@@ -11,12 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.errors import ConfigError
+from jobrunner.errors import ConfigError, ResultUnavailable, WaitTimeout
 from jobrunner.follow import (
     ProgressDisplay,
     ResultReader,
-    ResultUnavailable,
-    WaitTimeout,
     describe,
     follow,
     resolve_result_url,
