@@ -179,10 +179,18 @@ class ChildProcess:
             )
         return None
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the child to exit after its current job; kill it if it does not."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the child to exit after its current job; kill it if it does not.
+
+        By default the child gets 5 s, plus the rsync time-out when rsync peers
+        are configured: on exit it gives pending pushes to peers a last try.
+        """
         if self.proc is None:
             return
+        if timeout is None:
+            timeout = 5.0
+            if "rsync" in self.config.publisher:
+                timeout += self.config.rsync_timeout
         if self.alive and self._outbox is not None:
             try:
                 self._outbox.send_bytes(b"")

@@ -105,34 +105,32 @@ def publish_document(
 class ProgressReporter:
     """Publishes ``running`` documents for ``ctx.progress``, at most once per interval.
 
-    The latest value always gets out: a call inside the interval is held
-    and published by a timer when the interval ends, unless a newer call or
-    the end of the job supersedes it.
+    ``ctx.progress`` never waits for a publisher (an HTTP results host may be
+    slow): it records the latest value, and a timer thread publishes it when
+    the interval allows. The latest value always gets out, unless the end of
+    the job supersedes it; :meth:`close` waits for a publication under way, so
+    a ``running`` document never overtakes the final one.
     """
 
     def __init__(self, publish: Any, builder: ResultBuilder, interval: float) -> None:
         self._publish = publish
         self._builder = builder
         self._interval = interval
-        self._lock = threading.Lock()
-        self._last = 0.0
+        self._state = threading.Lock()  # guards the fields below; held briefly
+        self._publishing = threading.Lock()  # held while a document is being published
+        self._last = float("-inf")
         self._pending: tuple[float, str | None] | None = None
         self._timer: threading.Timer | None = None
         self._closed = False
 
     def __call__(self, fraction: float, message: str | None = None) -> None:
-        with self._lock:
+        with self._state:
             if self._closed:
                 return
-            wait = self._last + self._interval - time.monotonic()
-            if wait > 0:
-                self._pending = (fraction, message)
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._flush)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-            self._send(fraction, message)
+            self._pending = (fraction, message)
+            if self._timer is None:
+                wait = max(0.0, self._last + self._interval - time.monotonic())
+                self._schedule(wait)
 
     def announce(self, delay: float) -> None:
         """Publish the first ``running`` document after ``delay`` seconds (at once if 0).
@@ -140,36 +138,40 @@ class ProgressReporter:
         A job that ends sooner publishes only its final document: for short jobs the
         ``running`` document would be overwritten before anybody could read it.
         """
-        with self._lock:
-            if delay <= 0:
-                self._send(0.0, None)
-                return
+        if delay <= 0:
             self._pending = (0.0, None)
-            self._timer = threading.Timer(delay, self._flush)
-            self._timer.daemon = True
-            self._timer.start()
+            self._flush()
+            return
+        with self._state:
+            self._pending = (0.0, None)
+            self._schedule(delay)
+
+    def _schedule(self, wait: float) -> None:
+        # Called with the state lock held.
+        self._timer = threading.Timer(wait, self._flush)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _flush(self) -> None:
-        with self._lock:
-            self._timer = None
-            if self._closed or self._pending is None:
-                return
-            fraction, message = self._pending
-            self._send(fraction, message)
-
-    def _send(self, fraction: float, message: str | None) -> None:
-        # Called with the lock held, so a late timer never overtakes the final document.
-        self._pending = None
-        self._last = time.monotonic()
-        self._publish(self._builder.running(progress=fraction, message=message))
+        with self._publishing:
+            with self._state:
+                self._timer = None
+                if self._closed or self._pending is None:
+                    return
+                fraction, message = self._pending
+                self._pending = None
+                self._last = time.monotonic()
+            self._publish(self._builder.running(progress=fraction, message=message))
 
     def close(self) -> None:
-        """Stop publishing: the final document comes next."""
-        with self._lock:
+        """Stop publishing and wait for a publication under way: the final document is next."""
+        with self._state:
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+        with self._publishing:
+            pass
 
 
 class JobExecutor:

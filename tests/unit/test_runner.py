@@ -187,3 +187,37 @@ def test_expired_job_is_deleted_without_running(
     outcome = executor.execute(body, attempt=1, max_attempts=3)
     assert outcome.action == DELETE and outcome.code == "expired" and outcome.published
     assert [d["status"] for d in recorder.docs] == ["failed"]
+
+
+def test_progress_never_waits_for_a_slow_publisher() -> None:
+    """ctx.progress returns while a running document is still being published, the latest
+    value gets out, and nothing is published after close()."""
+    import threading
+
+    from jobrunner.results import ResultBuilder
+    from jobrunner.runner import ProgressReporter
+
+    entered, release = threading.Event(), threading.Event()
+    published: list[float] = []
+
+    def slow_publish(doc: Any) -> None:
+        entered.set()
+        release.wait(10)
+        published.append(doc.progress)
+
+    builder = ResultBuilder(job_id="j", job_type="t", worker="w")
+    reporter = ProgressReporter(slow_publish, builder, interval=0.05)
+    reporter(0.1)
+    assert entered.wait(10)  # the first value is being published, and blocks
+    for fraction in (0.2, 0.5, 0.9):
+        reporter(fraction)  # must not block behind the publisher
+    release.set()
+    deadline = time.monotonic() + 10
+    while published[-1:] != [0.9] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reporter.close()
+    assert published[0] == 0.1 and published[-1] == 0.9
+    count = len(published)
+    reporter(1.0)
+    time.sleep(0.2)
+    assert len(published) == count
