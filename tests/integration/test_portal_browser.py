@@ -373,7 +373,21 @@ def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> 
         assert response.headers["access-control-allow-origin"] == portal
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=40)
+        try:
+            output, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            left = subprocess.run(
+                ["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)],
+                capture_output=True,
+                text=True,
+            ).stdout
+            logs = "\n".join(
+                f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
+                for log in sorted(tmp_path.glob("**/*.log"))
+            )
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+            raise AssertionError(f"run.sh did not stop on Ctrl-C:\n{left}\n{logs}") from None
     assert b"portal: stopped" in output, output.decode(errors="replace")
     left = subprocess.run(
         ["ps", "-o", "pid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
