@@ -43,6 +43,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -403,13 +404,17 @@ def bench_peer(
         thread.start()
         try:
             seconds = drain(redis, peer, n, procs, timeout)
+        except RuntimeError as exc:
+            tail = " | ".join(log.read_text(errors="replace").splitlines()[-5:])
+            raise RuntimeError(f"{exc}; worker log: {tail[-400:]}") from None
         finally:
             stop.set()
             thread.join()
-    text = log.read_text(errors="replace")
-    problems = [line for line in text.splitlines() if "Traceback" in line or "ERROR" in line]
+    # A task the worker cannot import is dropped with an error, and would look fast.
+    lines = log.read_text(errors="replace").splitlines()
+    problems = [line for line in lines if "Traceback" in line or "ERROR" in line]
     if problems:
-        raise RuntimeError(f"the worker logged errors, see {log}: {problems[0][:200]}")
+        raise RuntimeError(f"the worker logged errors: {problems[0][:300]}")
     return {
         "jobs_per_s": n / seconds,
         "rss_peak_mb": peak[0] / 2**20,
@@ -466,11 +471,76 @@ def interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def measure_round(
+    services: Services,
+    redis: RedisServer,
+    work: Path,
+    chosen: list[Peer],
+    n: int,
+    c: int,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """One row per configuration; jobrunner echo first and last, ratios to their mean."""
+    echo = "jobrunner echo, HTTP input + fsync"
+    echo_setup = f"jobrunner work --concurrency {c}"
+    rows = [
+        {"name": f"{echo} (first)", "setup": echo_setup, **bench_jobrunner(services, work, n, c)},
+        {
+            "name": "jobrunner echo lean, file: input, no fsync",
+            "setup": f"{echo_setup}, JOBRUNNER_FSYNC=false, file: input",
+            **bench_jobrunner_lean(services, work, n, c),
+        },
+        {
+            "name": f"raw greenstalk loop, {c} processes",
+            "setup": "reserve, json.loads, delete (bench/run.py)",
+            "jobs_per_s": bench_raw(services, n, c),
+        },
+    ]
+    for peer in chosen:
+        print(f"peers: {peer.label}", flush=True)
+        try:
+            rows.append({"name": peer.label, **bench_peer(redis, peer, n, work, timeout)})
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"peers: {peer.label} failed: {exc}", flush=True)
+            rows.append({"name": peer.label, "setup": peer.setup, "error": str(exc)})
+    # Measured again at the end: the two figures show how much the machine drifted.
+    rows.append(
+        {"name": f"{echo} (last)", "setup": echo_setup, **bench_jobrunner(services, work, n, c)}
+    )
+    reference = (rows[0]["jobs_per_s"] + rows[-1]["jobs_per_s"]) / 2
+    for row in rows:
+        if "jobs_per_s" in row:
+            row["ratio"] = row["jobs_per_s"] / reference
+    return rows
+
+
+def summarise(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Median jobs/s and ratio over the rounds, highest peak RSS."""
+    summary = []
+    for same in zip(*rounds, strict=True):
+        ok = [row for row in same if "error" not in row]
+        row = {"name": same[0]["name"], "setup": same[0]["setup"], "rounds": list(same)}
+        if not ok:
+            row["error"] = same[0]["error"]
+        else:
+            row["jobs_per_s"] = statistics.median(r["jobs_per_s"] for r in ok)
+            row["ratio"] = statistics.median(r["ratio"] for r in ok)
+            if any("rss_peak_mb" in r for r in ok):
+                row["rss_peak_mb"] = max(r.get("rss_peak_mb", 0.0) for r in ok)
+            if len(ok) < len(same):
+                row["failed_rounds"] = len(same) - len(ok)
+        summary.append(row)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1000 jobs per peer")
+    parser.add_argument("--quick", action="store_true", help="1000 jobs per measurement")
     parser.add_argument("--jobs", type=int, help="jobs per measurement (default 5000)")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat everything; medians are reported"
+    )
     parser.add_argument(
         "--only", nargs="+", metavar="PEER", help="huey, dramatiq, celery, rq (default all)"
     )
@@ -478,48 +548,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.jobs or (1000 if args.quick else 5000)
     c = args.concurrency
-    # Slowest peer (RQ forking) does ~65 jobs/s on 2 cores: allow for a slower machine.
+    # The slowest peer (RQ forking) does ~65 jobs/s on 2 cores: allow for a slower machine.
     timeout = max(120.0, n / 10)
+    signal.signal(signal.SIGINT, interrupt)  # also when started in the background
     signal.signal(signal.SIGTERM, interrupt)
     chosen = [p for p in peers(c) if not args.only or p.venv in args.only]
     for venv in dict.fromkeys(p.venv for p in chosen):
         venv_for(venv)  # before anything is timed or started
 
     work = Path(tempfile.mkdtemp(prefix="jobrunner-peers-"))
-    rows: list[dict[str, Any]] = []
+    rounds: list[list[dict[str, Any]]] = []
     services = redis = None
     try:
         services = Services(work)
         redis = RedisServer(work)
-        print(f"peers: {n} jobs, concurrency {c}; jobrunner first", flush=True)
-        rows.append(
-            {
-                "name": f"jobrunner echo (HTTP input, fsync), concurrency {c}",
-                "setup": f"jobrunner work --concurrency {c}",
-                **bench_jobrunner(services, work, n, c),
-            }
-        )
-        rows.append(
-            {
-                "name": "jobrunner echo lean (file: input, no fsync)",
-                "setup": f"jobrunner work --concurrency {c}, fsync=false, file: input",
-                **bench_jobrunner_lean(services, work, n, c),
-            }
-        )
-        rows.append(
-            {
-                "name": f"raw greenstalk loop, {c} processes",
-                "setup": "reserve, json.loads, delete",
-                "jobs_per_s": bench_raw(services, n, c),
-            }
-        )
-        for peer in chosen:
-            print(f"peers: {peer.label}", flush=True)
-            try:
-                rows.append({"name": peer.label, **bench_peer(redis, peer, n, work, timeout)})
-            except (RuntimeError, subprocess.SubprocessError) as exc:
-                print(f"peers: {peer.label} failed: {exc}", flush=True)
-                rows.append({"name": peer.label, "setup": peer.setup, "error": str(exc)})
+        for number in range(1, args.rounds + 1):
+            print(f"peers: round {number}/{args.rounds}, {n} jobs, concurrency {c}", flush=True)
+            rounds.append(measure_round(services, redis, work, chosen, n, c, timeout))
     except KeyboardInterrupt:
         print("\npeers: interrupted, stopping everything", flush=True)
         return 130
@@ -530,29 +575,29 @@ def main(argv: list[str] | None = None) -> int:
             services.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    reference = rows[0]["jobs_per_s"]
-    for row in rows:
-        if "jobs_per_s" in row:
-            row["ratio"] = row["jobs_per_s"] / reference
+    rows = summarise(rounds)
+    median = f"medians of {len(rounds)} rounds" if len(rounds) > 1 else "one round"
     print(
-        f"\n{n} no-op jobs per row, concurrency {c}, {os.cpu_count()} CPUs, all on loopback;"
-        f" ratio = jobs/s / jobrunner echo's {reference:.0f} jobs/s from this run"
+        f"\n{n} jobs per row, concurrency {c}, {os.cpu_count()} CPUs, loopback, {median};"
+        " ratio = jobs/s / mean of jobrunner echo's first and last figure in the same round"
     )
-    print(f"{'configuration':<52} {'jobs/s':>8} {'ratio':>6} {'RSS peak':>9}")
+    print(f"{'configuration':<44} {'jobs/s':>8} {'ratio':>6} {'RSS peak':>9}")
     for row in rows:
         if "error" in row:
-            print(f"{row['name']:<52} {'failed: ' + row['error'][:60]}")
+            print(f"{row['name']:<44} failed: {row['error'][:60]}")
             continue
         peak = f"{row['rss_peak_mb']:.0f} MB" if "rss_peak_mb" in row else ""
-        print(f"{row['name']:<52} {row['jobs_per_s']:>8.0f} {row['ratio']:>6.2f} {peak:>9}")
+        print(f"{row['name']:<44} {row['jobs_per_s']:>8.0f} {row['ratio']:>6.2f} {peak:>9}")
     print(
-        "\njobrunner echo also fetches its input over HTTP and publishes an fsync'd result file"
-        " per job; the peers run a no-op and keep no result. Peers' RSS counts every process"
-        " of the worker tree (shared pages once per process), like jobrunner's."
+        "\nThe peers run a no-op task and keep no result; jobrunner echo fetches its input over"
+        "\nHTTP and publishes a result document per job (temp file, fsync, rename) before the"
+        "\ndelete; lean skips the HTTP fetch and the fsync. RSS: the worker's whole process tree"
+        "\n(pages shared after fork counted in each process), peak while draining."
     )
     report = {
         "jobs": n,
         "concurrency": c,
+        "rounds": len(rounds),
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "redis": subprocess.run(
