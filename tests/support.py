@@ -228,6 +228,60 @@ class LoggedProcess:
         return self.proc.returncode
 
 
+class RsyncDaemon:
+    """A real ``rsync --daemon`` on a free loopback port, module ``results`` → ``path``.
+
+    ``root`` holds its configuration and logs; ``path`` (default ``root/peer-daemon``)
+    is the directory the module writes to.
+    """
+
+    def __init__(self, root: Path, path: Path | None = None) -> None:
+        binary = require_binary("rsync")
+        self.port = free_port()
+        self.path = path or root / "peer-daemon"
+        self.path.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        conf = root / "rsyncd.conf"
+        lines = [
+            f"pid file = {root / 'rsyncd.pid'}",
+            f"lock file = {root / 'rsyncd.lock'}",
+            f"log file = {root / 'rsyncd.log'}",
+            "use chroot = no",
+            "[results]",
+            f"    path = {self.path}",
+            "    read only = no",
+        ]
+        if os.geteuid() == 0:  # as root the daemon would switch to nobody by default
+            lines += [f"    uid = {os.getuid()}", f"    gid = {os.getgid()}"]
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--daemon",
+                "--no-detach",
+                f"--config={conf}",
+                f"--port={self.port}",
+                "--address=127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"rsync://127.0.0.1:{self.port}/results/"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def jobrunner_cmd(*args: str) -> list[str]:
     """The command line of ``python -m jobrunner ARGS``."""
     return [sys.executable, "-m", "jobrunner", *args]

@@ -4,8 +4,6 @@ http PUT to a real ``jobrunner serve --put-token`` results host."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,66 +17,16 @@ from jobrunner.publish.http import HttpPublisher
 from tests.support import (
     Beanstalkd,
     ResultsServer,
+    RsyncDaemon,
     Worker,
     free_port,
-    require_binary,
     wait_for,
-    wait_for_port,
     wait_for_status,
 )
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "integration-token"
-
-
-class RsyncDaemon:
-    """A real ``rsync --daemon`` on a free loopback port, module ``results`` → ``path``."""
-
-    def __init__(self, root: Path) -> None:
-        binary = require_binary("rsync")
-        self.port = free_port()
-        self.path = root / "peer-daemon"
-        self.path.mkdir(parents=True)
-        conf = root / "rsyncd.conf"
-        lines = [
-            f"pid file = {root / 'rsyncd.pid'}",
-            f"lock file = {root / 'rsyncd.lock'}",
-            f"log file = {root / 'rsyncd.log'}",
-            "use chroot = no",
-            "[results]",
-            f"    path = {self.path}",
-            "    read only = no",
-        ]
-        if os.geteuid() == 0:  # as root the daemon would switch to nobody by default
-            lines += [f"    uid = {os.getuid()}", f"    gid = {os.getgid()}"]
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--daemon",
-                "--no-detach",
-                f"--config={conf}",
-                f"--port={self.port}",
-                "--address=127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    @property
-    def url(self) -> str:
-        return f"rsync://127.0.0.1:{self.port}/results/"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
