@@ -10,6 +10,8 @@ entry as an :class:`Outcome`: delete, release (retry later) or bury.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import random
 import shutil
@@ -17,6 +19,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,58 @@ def publish_document(
     publishers.publish(url, body, final=doc.is_final)
 
 
+class _Call:
+    """A call scheduled by :class:`Scheduler`; :meth:`cancel` stops it if not yet run."""
+
+    __slots__ = ("cancelled", "fn")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the call (if it has not started yet)."""
+        self.cancelled = True
+
+
+class Scheduler:
+    """One daemon thread running delayed calls for every job of this process.
+
+    A :class:`threading.Timer` per job would start a thread per job (about half
+    a millisecond each here); progress documents only need a shared clock.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> _Call:
+        """Run ``fn`` on the scheduler thread after ``delay`` seconds."""
+        call = _Call(fn)
+        with self._cond:
+            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._order), call))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return call
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue or self._queue[0][0] > time.monotonic():
+                    timeout = self._queue[0][0] - time.monotonic() if self._queue else None
+                    self._cond.wait(timeout)
+                _, _, call = heapq.heappop(self._queue)
+            if not call.cancelled:
+                try:
+                    call.fn()
+                except Exception:  # a failing call must not stop the clock
+                    log.exception("scheduled_call_failed")
+
+
 class ProgressReporter:
     """Publishes ``running`` documents for ``ctx.progress``, at most once per interval.
 
@@ -112,7 +167,14 @@ class ProgressReporter:
     a ``running`` document never overtakes the final one.
     """
 
-    def __init__(self, publish: Any, builder: ResultBuilder, interval: float) -> None:
+    def __init__(
+        self,
+        publish: Any,
+        builder: ResultBuilder,
+        interval: float,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        self._scheduler = scheduler or Scheduler()
         self._publish = publish
         self._builder = builder
         self._interval = interval
@@ -120,7 +182,7 @@ class ProgressReporter:
         self._publishing = threading.Lock()  # held while a document is being published
         self._last = float("-inf")
         self._pending: tuple[float, str | None] | None = None
-        self._timer: threading.Timer | None = None
+        self._timer: _Call | None = None
         self._closed = False
 
     def __call__(self, fraction: float, message: str | None = None) -> None:
@@ -148,9 +210,7 @@ class ProgressReporter:
 
     def _schedule(self, wait: float) -> None:
         # Called with the state lock held.
-        self._timer = threading.Timer(wait, self._flush)
-        self._timer.daemon = True
-        self._timer.start()
+        self._timer = self._scheduler.call_later(wait, self._flush)
 
     def _flush(self) -> None:
         with self._publishing:
@@ -182,6 +242,7 @@ class JobExecutor:
 
         self.config = config
         self.registry = JobTypeRegistry()
+        self.scheduler = Scheduler()
         self.publishers = publishers if publishers is not None else build_publishers(config)
         self.fetcher = Fetcher(config)
 
@@ -245,6 +306,7 @@ class JobExecutor:
             lambda doc: self._publish(job, doc, final=False, log=bound),
             builder,
             self.config.progress_interval,
+            self.scheduler,
         )
         try:
             progress.announce(self.config.running_delay)

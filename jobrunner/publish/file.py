@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
-from jobrunner.publish.paths import resolve_result_path
+from jobrunner.publish.paths import ResultPaths
 
 __all__ = ["FilePublisher", "write_atomic"]
 
@@ -68,6 +68,7 @@ class FilePublisher:
             raise ConfigError(
                 f"cannot create results directory {self.results_dir}: {exc.strerror}"
             ) from None
+        self._paths = ResultPaths(self.base_url, self.results_dir)
 
     def path_for(self, url: str) -> Path:
         """Return the file a result URL maps to.
@@ -75,7 +76,7 @@ class FilePublisher:
         Raises:
             jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
         """
-        return resolve_result_path(url, self.base_url, self.results_dir)
+        return self._paths.resolve(url)
 
     def check(self, url: str) -> None:
         """Refuse a result URL outside the base URL or the results directory."""

@@ -17,6 +17,7 @@ from jobrunner.errors import ResultRefused
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PATH_LENGTH",
+    "ResultPaths",
     "is_safe_segment",
     "relative_result_path",
     "resolve_result_path",
@@ -102,7 +103,10 @@ def resolve_result_path(url: str, base_url: str, results_dir: Path) -> Path:
         ResultRefused: see :func:`relative_result_path`, or a symlink escape.
     """
     rel = relative_result_path(url, base_url)
-    root = Path(os.path.realpath(results_dir))
+    return _inside(url, rel, Path(os.path.realpath(results_dir)))
+
+
+def _inside(url: str, rel: str, root: Path) -> Path:
     target = root.joinpath(*rel.split("/"))
     # realpath follows any symlink on the way (parents and the file itself).
     real = Path(os.path.realpath(target))
@@ -111,3 +115,22 @@ def resolve_result_path(url: str, base_url: str, results_dir: Path) -> Path:
             f"result URL {url!r} leads outside the results directory through a symlink"
         )
     return real
+
+
+class ResultPaths:
+    """:func:`resolve_result_path` for one base URL and results directory.
+
+    The directory's own real path is resolved once, not on every publication.
+    """
+
+    def __init__(self, base_url: str, results_dir: Path) -> None:
+        self.base_url = base_url
+        self.root = Path(os.path.realpath(results_dir))
+
+    def resolve(self, url: str) -> Path:
+        """The file below the results directory that ``url`` maps to.
+
+        Raises:
+            ResultRefused: see :func:`resolve_result_path`.
+        """
+        return _inside(url, relative_result_path(url, self.base_url), self.root)
