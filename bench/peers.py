@@ -1,7 +1,8 @@
 """Peers side by side: Huey, Dramatiq, Celery and RQ against jobrunner, in one run.
 
-    python bench/peers.py            # 5000 no-op jobs per peer, concurrency 2
-    python bench/peers.py --quick    # 1000 jobs, a few minutes once the venvs exist
+    python bench/peers.py              # 5000 no-op jobs per peer, concurrency 2
+    python bench/peers.py --quick      # 1000 jobs, a few minutes once the venvs exist
+    python bench/peers.py --rounds 3   # everything three times, medians reported
 
 Not part of CI: it needs apt (``redis-server``, installed when missing and
 running as root) and PyPI (one virtualenv per peer, pinned by
@@ -22,16 +23,20 @@ concurrency, with processes where the peer has them:
 * RQ: two ``rq worker`` processes (forking a work horse per job), and two
   with ``--worker-class rq.worker.SimpleWorker`` (no fork).
 
-Throughput is timed from the first job finished to the last, by polling the
-peer's keys in Redis (jobs waiting plus jobs taken but not yet acknowledged),
-so start-up is not counted; memory is the peak RSS of the worker's process
+Throughput is timed from the first job finished to the last, so start-up is
+not counted, by polling the peer's keys in Redis: Huey's queue list,
+Dramatiq's unacknowledged messages, Celery's list plus its unacked hash, RQ's
+finished and failed registries. Memory is the peak RSS of the worker's process
 tree. jobrunner is measured in the same run with ``bench/run.py``'s
 ``bench_jobrunner`` at the same concurrency: its ``echo`` job does more than a
 no-op (HTTP fetch of the input, result document published as a file with
 fsync and rename, job deleted only then), so it is also measured *lean*
 (``file:`` input, ``fsync = false``) — still a published result per job —
-and the raw greenstalk loop is shown as the queue's own limit. Ratios are to
-jobrunner ``echo`` from the same run. Writes ``bench/results/peers.json``.
+and the raw greenstalk loop is shown as the queue's own limit. jobrunner
+``echo`` runs first and last in each round; ratios are to the mean of those
+two figures, so drift of a shared machine shows. Run it with jobrunner
+installed (``python`` of the project's virtualenv). Writes
+``bench/results/peers.json``.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
             sock.sendall(out)
             reader = sock.makefile("rb")
-            replies = []
+            replies: list[Any] = []
             for _ in commands:
                 line = reader.readline().rstrip(b"\r\n")
                 kind, rest = line[:1], line[1:].decode()
