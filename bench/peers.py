@@ -472,6 +472,21 @@ def bench_jobrunner_lean(services: Services, work: Path, n: int, c: int) -> dict
 # -- main ------------------------------------------------------------------------------------
 
 
+def git_describe() -> str:
+    """The commit measured, with ``-dirty`` when the work tree has changes (none if no git)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip()
+
+
 def interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -605,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": len(rounds),
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
+        "jobrunner_commit": git_describe(),
         "redis": subprocess.run(
             [ensure_redis_server(), "--version"], capture_output=True, text=True, timeout=30
         ).stdout.strip(),
