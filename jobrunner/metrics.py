@@ -92,10 +92,8 @@ class _Metric:
         raise NotImplementedError
 
 
-class Counter(_Metric):
-    """A monotonically increasing count, per label combination; or read by ``collect``."""
-
-    kind = "counter"
+class _Sampled(_Metric):
+    """One number per label combination, kept here or read by ``collect`` at scrape time."""
 
     def __init__(
         self,
@@ -109,13 +107,13 @@ class Counter(_Metric):
         self._collect = collect
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        """Add ``amount`` (>= 0) to the counter with these labels."""
+        """Add ``amount`` to the value with these labels."""
         key = self._key(labels)
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
     def value(self, **labels: str) -> float:
-        """The current value (0 when never incremented)."""
+        """The current value (0 when never updated)."""
         return self._values.get(self._key(labels), 0.0)
 
     def render(self) -> list[str]:
@@ -129,47 +127,22 @@ class Counter(_Metric):
         ]
 
 
-class Gauge(_Metric):
-    """A value that goes up and down; or computed at scrape time by ``collect``."""
+class Counter(_Sampled):
+    """A monotonically increasing count (``inc`` with amounts >= 0)."""
+
+    kind = "counter"
+
+
+class Gauge(_Sampled):
+    """A value that goes up and down (``inc`` with negative amounts, ``set``)."""
 
     kind = "gauge"
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        collect: Callable[[], Iterable[tuple[LabelValues, float]]] | None = None,
-    ) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelValues, float] = {}
-        self._collect = collect
 
     def set(self, value: float, **labels: str) -> None:
         """Set the gauge."""
         key = self._key(labels)
         with self._lock:
             self._values[key] = value
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        """Add to the gauge (negative to subtract)."""
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        """The current value (0 when never set)."""
-        return self._values.get(self._key(labels), 0.0)
-
-    def render(self) -> list[str]:
-        if self._collect is not None:
-            items = sorted(self._collect())
-        else:
-            with self._lock:
-                items = sorted(self._values.items())
-        return self.header() + [
-            f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items
-        ]
 
 
 class Histogram(_Metric):

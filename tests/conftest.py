@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support import Beanstalkd, ResultsServer
+from tests.support import Beanstalkd, Lab, ResultsServer
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +48,15 @@ def inputs_server(tmp_path: Path) -> Iterator[ResultsServer]:
     server = ResultsServer(tmp_path / "inputs")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bsd(beanstalkd_binlog: Beanstalkd) -> Beanstalkd:
+    """The lifecycle tests' name for a real beanstalkd with a binlog."""
+    return beanstalkd_binlog
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    """Test job types, an input file and a results directory."""
+    return Lab(tmp_path)

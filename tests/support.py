@@ -677,20 +677,3 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != b"Z"
-
-
-def fresh_structlog(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give jobrunner's module loggers a clean, uncached structlog for one test.
-
-    A test that ran ``configure_logging`` earlier in the same pytest process
-    (``cache_logger_on_first_use``, a captured stream that is closed by now)
-    would otherwise make the next test's log calls fail with "I/O operation
-    on closed file". The previous configuration is restored afterwards by
-    ``monkeypatch``.
-    """
-    import structlog
-
-    structlog.reset_defaults()
-    for name, module in list(sys.modules.items()):
-        if name.startswith("jobrunner") and hasattr(module, "log"):
-            monkeypatch.setattr(module, "log", structlog.get_logger(name))

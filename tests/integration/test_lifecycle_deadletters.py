@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def bsd(tmp_path: Path) -> Iterator[Beanstalkd]:
-    """A real beanstalkd with a binlog."""
-    server = Beanstalkd(binlog_dir=tmp_path / "binlog").start()
-    yield server
-    server.stop()
 
 
 def _cli(bsd: Beanstalkd, *args: str) -> subprocess.CompletedProcess[str]:

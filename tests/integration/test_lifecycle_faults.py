@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,20 +18,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    """Test job types, an input file and a results directory."""
-    return Lab(tmp_path)
-
-
-@pytest.fixture
-def bsd(tmp_path: Path) -> Iterator[Beanstalkd]:
-    """A real beanstalkd with a binlog."""
-    server = Beanstalkd(binlog_dir=tmp_path / "binlog").start()
-    yield server
-    server.stop()
 
 
 def test_crashing_raising_and_hanging_jobs_fail_and_the_worker_goes_on(

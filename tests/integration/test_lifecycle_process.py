@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,6 @@ import pytest
 from tests.support import Beanstalkd, Lab, pid_alive, put_raw, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    """Test job types, an input file and a results directory."""
-    return Lab(tmp_path)
-
-
-@pytest.fixture
-def bsd(tmp_path: Path) -> Iterator[Beanstalkd]:
-    """A real beanstalkd with a binlog (survives restarts)."""
-    server = Beanstalkd(binlog_dir=tmp_path / "binlog").start()
-    yield server
-    server.stop()
 
 
 def _drained(bsd: Beanstalkd) -> bool:

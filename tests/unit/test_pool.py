@@ -5,24 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from jobrunner.config import load_config
 from jobrunner.pool import ChildDied, ChildProcess, describe_exit
-from tests.support import fresh_structlog, pid_alive
-
-
-@pytest.fixture(autouse=True)
-def _clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Module loggers that do not write to a stream another test closed."""
-    saved = structlog.get_config()
-    fresh_structlog(monkeypatch)
-    yield
-    structlog.configure(**saved)
+from tests.support import pid_alive
 
 
 def test_describe_exit() -> None:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import structlog
 
 from jobrunner.errors import JobNotFound, QueueError
 from jobrunner.queue import Connection, parse_address
-from tests.support import Beanstalkd, free_port, fresh_structlog
-
-
-@pytest.fixture(autouse=True)
-def _clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Module loggers that do not write to a stream another test closed."""
-    saved = structlog.get_config()
-    fresh_structlog(monkeypatch)
-    yield
-    structlog.configure(**saved)
+from tests.support import Beanstalkd, free_port
 
 
 def test_parse_address() -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from jobrunner import Retry
 from jobrunner.config import load_config
@@ -17,16 +15,7 @@ from jobrunner.errors import PublishFailed
 from jobrunner.plugins import LoadedJobType
 from jobrunner.publish.base import PublisherChain
 from jobrunner.runner import BURY, DELETE, RELEASE, JobExecutor, Outcome, backoff_delay
-from tests.support import fresh_structlog, job_body
-
-
-@pytest.fixture(autouse=True)
-def _clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Module loggers that do not write to a stream another test closed."""
-    saved = structlog.get_config()
-    fresh_structlog(monkeypatch)
-    yield
-    structlog.configure(**saved)
+from tests.support import job_body
 
 
 class Recorder:
