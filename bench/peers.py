@@ -576,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     for venv in dict.fromkeys(p.venv for p in chosen):
         venv_for(venv)  # before anything is timed or started
 
+    commit = git_describe()  # before the run: what was measured
     work = Path(tempfile.mkdtemp(prefix="jobrunner-peers-"))
     rounds: list[list[dict[str, Any]]] = []
     services = redis = None
@@ -620,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": len(rounds),
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
-        "jobrunner_commit": git_describe(),
+        "jobrunner_commit": commit,
         "redis": subprocess.run(
             [ensure_redis_server(), "--version"], capture_output=True, text=True, timeout=30
         ).stdout.strip(),
