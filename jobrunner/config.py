@@ -112,7 +112,7 @@ class Config:
     retry_base: float = _opt(10.0, "first retry delay in seconds (doubles each attempt)")
     retry_max: float = _opt(3600.0, "longest retry delay in seconds")
     grace: float = _opt(30.0, "seconds running jobs may finish after SIGTERM")
-    max_jobs_per_child: int = _opt(1000, "recycle a child process after this many jobs")
+    max_jobs_per_child: int = _opt(10000, "recycle a child process after this many jobs")
     max_memory_per_child: int = _opt(1024, "recycle a child process above this RSS, in MiB")
     max_result_bytes: int = _opt(16 * _MIB, "largest result document published, in bytes")
     running_delay: float = _opt(
