@@ -11,6 +11,7 @@ import pytest
 
 from jobrunner import Client
 from tests.support import (
+    IN_CI,
     Beanstalkd,
     ResultsServer,
     Worker,
@@ -238,3 +239,14 @@ def test_cli_submit_and_plugins(beanstalkd: Beanstalkd, results_server: ResultsS
     listing = subprocess.run(jobrunner_cmd("plugins"), capture_output=True, text=True, timeout=30)
     assert re.search(r"^\s+echo\s", listing.stdout, re.M), listing.stdout
     assert re.search(r"^\s+file\s", listing.stdout, re.M), listing.stdout
+    # Third-party distributions installed with pip (plugins/, the template) appear too.
+    import importlib.util
+
+    for name, module in (
+        ("prediction", "jobrunner_prediction"),
+        ("simulation", "jobrunner_simulation"),
+    ):
+        if importlib.util.find_spec(module) is not None or IN_CI:
+            assert re.search(rf"^\s+{name}\s+jobrunner-{name} ", listing.stdout, re.M), (
+                listing.stdout
+            )
