@@ -8,6 +8,7 @@ shutdown on SIGTERM against ``jobrunner serve`` only. Everything listens on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -135,14 +136,11 @@ def nginx_cmd(nginx: str, prefix: Path, conf: Path, *args: str) -> list[str]:
     return [nginx, "-p", f"{prefix}/", "-e", f"{prefix}/error.log", "-c", str(conf), *args]
 
 
-@pytest.fixture(scope="module", params=["jobrunner", "nginx"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A results server (``jobrunner serve`` or nginx with results.conf); its base URL."""
-    root = tmp_path_factory.mktemp(request.param)
+@contextlib.contextmanager
+def serving(kind: str, root: Path) -> Iterator[str]:
+    """Run a results server of ``kind`` (``jobrunner`` or ``nginx``); yield its base URL."""
     results = make_results(root)
-    if request.param == "jobrunner":
+    if kind == "jobrunner":
         base_url, process = start_jobrunner(
             results, root / "serve.log", "--cors-origin", PORTAL, "--put-token", TOKEN
         )
@@ -167,6 +165,15 @@ def server(
         yield base_url
     finally:
         stop(process, signal.SIGQUIT)  # graceful shutdown
+
+
+@pytest.fixture(scope="module", params=["jobrunner", "nginx"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A results server (``jobrunner serve`` or nginx with results.conf); its base URL."""
+    with serving(request.param, tmp_path_factory.mktemp(request.param)) as base_url:
+        yield base_url
 
 
 def raw_get(base_url: str, target: bytes) -> tuple[int, bytes]:
@@ -287,12 +294,11 @@ def test_other_methods_are_405(server: str) -> None:
 # -- jobrunner serve only --------------------------------------------------------
 
 
-@pytest.fixture
-def jobrunner_server(server: str, request: pytest.FixtureRequest) -> str:
-    """The jobrunner serve instance of ``server`` (nginx runs are skipped)."""
-    if request.node.callspec.params["server"] != "jobrunner":
-        pytest.skip("PUT is served by jobrunner serve only")
-    return server
+@pytest.fixture(scope="module")
+def jobrunner_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``jobrunner serve`` with PUT enabled (nginx does not take PUT); its base URL."""
+    with serving("jobrunner", tmp_path_factory.mktemp("put")) as base_url:
+        yield base_url
 
 
 def test_put_then_get(jobrunner_server: str) -> None:
