@@ -148,8 +148,9 @@ def main() -> int:
             print("demo: no final result within 120 s; see " + str(work / "services.log"))
             return 1
         summary = {
-            k: doc.get(k)
+            k: doc[k]
             for k in ("id", "type", "status", "timestamp", "attempt", "worker", "error")
+            if doc.get(k) is not None
         }
         print("result document:", json.dumps(summary, indent=2))
         data = doc.get("data") or {}
@@ -157,7 +158,7 @@ def main() -> int:
             forecast = data.get("forecast") or []
             print(
                 f"forecast: {len(forecast)} points with method {data.get('method')}, "
-                f"back-test MAPE {data.get('backtest', {}).get('mape')}"
+                f"back-test MAPE {data.get('backtest', {}).get('mape', float('nan')):.2f} %"
             )
             for ts, value in forecast[:: max(1, len(forecast) // 8)]:
                 print(f"  {time.strftime('%Y-%m-%d %H:%M', time.gmtime(ts))} UTC  {value:10.1f}")

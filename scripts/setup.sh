@@ -29,7 +29,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating virtualenv .venv"
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+# pip's and setuptools' chatter goes to a log; it is shown when something fails.
+log=.venv/setup.log
+pip_install() {
+  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: pip install failed (log: $log)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
 plugins=()
 for dir in plugins/*/ examples/plugin-template/; do
   [ -f "$dir/setup.cfg" ] || continue
@@ -39,4 +48,4 @@ for dir in plugins/*/ examples/plugin-template/; do
   if [ -n "$extras" ]; then plugins+=(-e "${dir%/}[$extras]"); else plugins+=(-e "${dir%/}"); fi
 done
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
-.venv/bin/python -m pip install -q -e ".[test,dev,timeseries]" "${plugins[@]}"
+pip_install -e ".[test,dev,timeseries]" "${plugins[@]}"
