@@ -55,7 +55,9 @@ class Scale(jobrunner.JobType):
 
 
 @pytest.fixture
-def worker(tmp_path: Path, beanstalkd: Beanstalkd, results_server: ResultsServer) -> Iterator[Worker]:
+def worker(
+    tmp_path: Path, beanstalkd: Beanstalkd, results_server: ResultsServer
+) -> Iterator[Worker]:
     site = install_fake_plugin(
         tmp_path / "site",
         "jrctxjobs",
