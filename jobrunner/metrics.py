@@ -14,7 +14,6 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = [
@@ -296,6 +295,9 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        # Imported here: a worker without --metrics-port does not pay for http.server.
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         registry_ref, health_ref = registry, health
 
         class Handler(BaseHTTPRequestHandler):
