@@ -282,6 +282,17 @@ class RsyncDaemon:
                 self.proc.wait()
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope (for test apps served by uvicorn)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def jobrunner_cmd(*args: str) -> list[str]:
     """The command line of ``python -m jobrunner ARGS``."""
     return [sys.executable, "-m", "jobrunner", *args]

@@ -47,6 +47,7 @@ from tests.support import (
     Beanstalkd,
     LoggedProcess,
     ResultsServer,
+    answer_lifespan,
     free_port,
     jobrunner_cmd,
     pid_alive,
@@ -117,13 +118,8 @@ class InputsApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         path = scope["path"]
         query = scope["query_string"].decode("latin-1")
         self.seen.append(path + ("?" + query if query else ""))

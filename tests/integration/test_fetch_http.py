@@ -26,6 +26,7 @@ import uvicorn
 from jobrunner.config import Config
 from jobrunner.errors import InputFailed, InputRefused, InputTooLarge, InputUnavailable
 from jobrunner.fetch import Fetcher
+from tests.support import answer_lifespan
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +51,8 @@ class InputsApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         path = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.client_ports.append(scope["client"][1])
