@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,3 +98,20 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         assert (sample(text, "jobrunner_reconnects_total", server=beanstalkd.address) or 0) >= 1
     finally:
         assert worker.stop() == 0
+
+
+def test_health_is_unhealthy_when_a_slot_cannot_start_its_child(tmp_path: Path) -> None:
+    """A slot whose child failed to start twice in a row makes /health report unhealthy."""
+    from jobrunner.config import load_config
+    from jobrunner.worker import Worker as WorkerNode
+
+    config = load_config(
+        env={},
+        flags={"results_dir": str(tmp_path), "base_url": "http://r.test/", "concurrency": 2},
+    )
+    node = WorkerNode(config)
+    ok, details = node.health()
+    assert ok and details["broken_slots"] == []
+    node.slots[1].child_failures = 2
+    ok, details = node.health()
+    assert not ok and details["broken_slots"] == [1]
