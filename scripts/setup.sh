@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
-[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # checks the example units
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${JOBRUNNER_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -20,6 +21,12 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # Debian's small nginx build where it exists (nginx-light), the full one elsewhere.
+  for i in "${!need[@]}"; do
+    if [ "${need[i]}" = nginx ] && apt-cache show nginx-light >/dev/null 2>&1; then
+      need[i]=nginx-light
+    fi
+  done
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The Debian package starts a system beanstalkd on port 11300; our scripts and
