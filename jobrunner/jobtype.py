@@ -28,6 +28,11 @@ class JobType:
     #: An attrs class for the params, or ``None`` to receive the plain dict.
     Params: ClassVar[type | None] = None
 
+    #: Media types of inputs this job type takes (``"text/csv"``, ``"text/*"``,
+    #: ``"*/*+json"``); an input of another type fails the job with
+    #: ``input_invalid``. ``None`` takes anything.
+    accepts: ClassVar[tuple[str, ...] | None] = None
+
     def __call__(self, ctx: Context) -> Any:
         """Run one job and return its result ``data`` (any JSON-serialisable value).
 

@@ -63,6 +63,26 @@ class LoadedJobType:
     params_cls: type | None
     distribution: str | None
     version: str | None
+    accepts: tuple[str, ...] | None = None
+
+    def takes(self, content_type: str | None) -> bool:
+        """True when the job type takes inputs of this content type (``accepts``).
+
+        Patterns may end in ``/*`` (``text/*``) or be ``*/*+json`` style suffixes;
+        without ``accepts`` every content type is taken.
+        """
+        if self.accepts is None:
+            return True
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        for pattern in self.accepts:
+            pattern = pattern.lower()
+            if pattern in (media, "*/*"):
+                return True
+            if pattern.endswith("/*") and media.startswith(pattern[:-1]):
+                return True
+            if pattern.startswith("*/*+") and media.endswith(pattern[3:]):
+                return True
+        return False
 
 
 def _distribution(entry_point: Any) -> tuple[str | None, str | None]:
@@ -205,8 +225,20 @@ class JobTypeRegistry:
             )
         dist, version = _distribution(entry_point)
         log.debug("job_type_loaded", job_type=name, distribution=dist, version=version)
+        accepts = getattr(obj, "accepts", None)
+        if accepts is not None and (
+            isinstance(accepts, str) or not all(isinstance(a, str) for a in accepts)
+        ):
+            raise PluginUnavailable(
+                f"job type {name!r}: accepts must be a tuple of media types, got {accepts!r}"
+            )
         return LoadedJobType(
-            name=name, run=run, params_cls=params_cls, distribution=dist, version=version
+            name=name,
+            run=run,
+            params_cls=params_cls,
+            distribution=dist,
+            version=version,
+            accepts=tuple(accepts) if accepts is not None else None,
         )
 
 

@@ -30,6 +30,7 @@ from jobrunner import codec
 from jobrunner.config import Config
 from jobrunner.context import Context
 from jobrunner.errors import (
+    InputInvalid,
     InvalidParams,
     JobExpired,
     JobFailure,
@@ -317,6 +318,14 @@ class JobExecutor:
                 inputs=[fetched.provenance(name) for name, fetched in inputs.items()],
             )
             bound.info("job_fetched", inputs=len(inputs), fetch_s=round(t_fetched - t0, 4))
+            for name, fetched in inputs.items():
+                if not job_type.takes(fetched.content_type):
+                    label = f"input {name!r}" if name else "input"
+                    raise InputInvalid(
+                        f"{label} {fetched.url}: content type {fetched.content_type!r} is not "
+                        f"one job type {job.type!r} takes ({', '.join(job_type.accepts or ())}); "
+                        "serve the input with one of those types"
+                    )
             value = (
                 inputs[None].value if None in inputs else {k: v.value for k, v in inputs.items()}
             )

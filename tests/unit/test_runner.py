@@ -210,3 +210,47 @@ def test_progress_never_waits_for_a_slow_publisher() -> None:
     reporter(1.0)
     time.sleep(0.2)
     assert len(published) == count
+
+
+def test_input_of_a_type_the_job_type_does_not_take_is_input_invalid(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """A job type declaring ``accepts`` refuses other content types with input_invalid."""
+    executor.registry._loaded["csv_only"] = LoadedJobType(
+        name="csv_only",
+        run=lambda ctx: 1,
+        params_cls=None,
+        distribution=None,
+        version=None,
+        accepts=("text/csv", "text/plain"),
+    )
+    outcome = executor.execute(_body(tmp_path, "csv_only"), attempt=1, max_attempts=3)
+    assert outcome.action == BURY and outcome.code == "input_invalid"
+    assert "application/json" in (outcome.message or "")
+    assert recorder.docs[-1]["error"]["code"] == "input_invalid"
+
+
+@pytest.mark.parametrize(
+    ("accepts", "content_type", "taken"),
+    [
+        (None, "application/octet-stream", True),
+        (("application/json",), "application/json; charset=utf-8", True),
+        (("text/*",), "text/csv", True),
+        (("text/*",), "application/json", False),
+        (("*/*+json",), "application/geo+json", True),
+        (("text/csv",), None, False),
+    ],
+)
+def test_takes_matches_media_types(
+    accepts: tuple[str, ...] | None, content_type: str | None, taken: bool
+) -> None:
+    """``accepts`` patterns: exact types, ``type/*`` and ``*/*+suffix``, parameters ignored."""
+    job_type = LoadedJobType(
+        name="t",
+        run=lambda ctx: 1,
+        params_cls=None,
+        distribution=None,
+        version=None,
+        accepts=accepts,
+    )
+    assert job_type.takes(content_type) is taken

@@ -52,6 +52,8 @@ class Prediction(JobType):
     """
 
     Params = PredictionParams
+    #: JSON (``[[ts, value], ...]`` or ``{"readings": ...}``) or CSV inputs.
+    accepts = ("application/json", "*/*+json", "text/csv", "text/plain")
 
     def __call__(self, ctx: Context) -> dict[str, Any]:
         """Run one prediction job."""

@@ -64,6 +64,8 @@ class Simulation(JobType):
     """
 
     Params = SimulationParams
+    #: JSON (``[[ts, value], ...]`` or ``{"readings": ...}``) or CSV inputs.
+    accepts = ("application/json", "*/*+json", "text/csv", "text/plain")
 
     def __call__(self, ctx: Context) -> dict[str, Any]:
         """Run one simulation job."""
