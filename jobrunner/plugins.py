@@ -26,6 +26,7 @@ __all__ = [
     "JobTypeRegistry",
     "LoadedJobType",
     "PluginInfo",
+    "forget_entry_points",
     "list_plugins",
     "load_publisher_class",
 ]
@@ -240,6 +241,15 @@ class JobTypeRegistry:
             version=version,
             accepts=tuple(accepts) if accepts is not None else None,
         )
+
+
+def forget_entry_points() -> None:
+    """Forget the entry point lists stevedore keeps per process, to see new installs.
+
+    stevedore reads each group's entry points once per process; a plugin
+    installed later (or put on ``sys.path`` by a test) is seen only after this.
+    """
+    ExtensionManager.ENTRY_POINT_CACHE.clear()
 
 
 def metadata_names(group: str) -> list[str]:

@@ -12,6 +12,7 @@ from jobrunner.plugins import (
     JOB_TYPES,
     PUBLISHERS,
     JobTypeRegistry,
+    forget_entry_points,
     list_plugins,
     load_publisher_class,
 )
@@ -68,7 +69,9 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         },
     )
     monkeypatch.syspath_prepend(str(directory))
+    forget_entry_points()  # an earlier test in this process may have listed the groups
     yield directory
+    forget_entry_points()
     sys.modules.pop("jrfake", None)
 
 
