@@ -2,6 +2,7 @@
 
     python bench/run.py            # full run (a few minutes)
     python bench/run.py --quick    # under a minute
+    python bench/run.py --peers    # then Huey, Dramatiq, Celery and RQ (bench/peers.py)
 
 Prints a table and writes ``bench/results/latest.json``. Measured, all on
 loopback, with the same job bodies:
@@ -395,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
     parser.add_argument("--jobs", type=int, help="jobs per throughput measurement")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="then run bench/peers.py (Huey, Dramatiq, Celery, RQ side by side; not for CI)",
+    )
     args = parser.parse_args(argv)
     n = args.jobs or (1000 if args.quick else 5000)
     work = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
@@ -455,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
+    if args.peers:
+        # The peers' own table, with jobrunner measured again in the same round.
+        peers = [sys.executable, str(Path(__file__).with_name("peers.py"))]
+        return subprocess.call(peers + (["--quick"] if args.quick else []))
     return 0
 
 
