@@ -32,7 +32,7 @@ def free_port() -> int:
 
 def wait_for(
     predicate: Callable[[], Any],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     interval: float = 0.02,
     what: str = "condition",
 ) -> Any:
@@ -193,7 +193,7 @@ class LoggedProcess:
             ]
 
     def wait_event(
-        self, event: str, timeout: float = 15.0, count: int = 1, **match: Any
+        self, event: str, timeout: float = 30.0, count: int = 1, **match: Any
     ) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]] | None:
             hits = self.find(event, **match)
@@ -384,7 +384,7 @@ def read_json(path: Path) -> Any:
 
 
 def wait_for_status(
-    path: Path, statuses: tuple[str, ...] = ("done", "failed"), timeout: float = 20.0
+    path: Path, statuses: tuple[str, ...] = ("done", "failed"), timeout: float = 30.0
 ) -> dict[str, Any]:
     """Wait until the result document at ``path`` has one of ``statuses``."""
 
