@@ -62,7 +62,9 @@ from types import FrameType, SimpleNamespace
 from typing import Any
 
 # bench/ is sys.path[0] when this file runs as a script: reuse the lead benchmark's parts.
-from run import RESULTS, Services, bench_jobrunner, bench_raw, free_port, process_tree_rss
+from run import RESULTS, Services, bench_jobrunner, bench_raw, process_tree_rss
+
+from jobrunner.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 PEER_DIR = HERE / "peers"

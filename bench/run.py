@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,25 +42,10 @@ from typing import Any
 
 import greenstalk
 
+from jobrunner.testing import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"bench: nothing listens on port {port}")
 
 
 class Services:
@@ -73,13 +57,13 @@ class Services:
         self.bs_port = free_port()
         beanstalkd = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
         self._start([beanstalkd, "-l", "127.0.0.1", "-p", str(self.bs_port)])
-        wait_port(self.bs_port)
+        wait_for_port(self.bs_port)
         self.inputs = work / "inputs"
         self.inputs.mkdir()
         (self.inputs / "in.json").write_text(json.dumps({"meter": 17, "readings": [[0, 1.5]]}))
         self.input_port = free_port()
         self.input_server = self._start_inputs()
-        wait_port(self.input_port)
+        wait_for_port(self.input_port)
 
     def _start(self, cmd: list[str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

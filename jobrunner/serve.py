@@ -75,7 +75,13 @@ from jobrunner.errors import ConfigError
 from jobrunner.publish.file import write_atomic
 from jobrunner.publish.paths import MAX_NAME_LENGTH, MAX_PATH_LENGTH, is_safe_segment
 
-__all__ = ["DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_PUT_BYTES", "create_app", "run_server"]
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_PUT_BYTES",
+    "answer_lifespan",
+    "create_app",
+    "run_server",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -289,7 +295,7 @@ class ResultsApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return  # websockets are switched off in run_server
@@ -334,15 +340,6 @@ class ResultsApp:
             status=response.status,
             bytes=len(body),
         )
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _handle(
         self, method: str, scope: Scope, headers: dict[str, str], receive: Receive
@@ -548,6 +545,17 @@ def _raw_path(scope: Scope) -> bytes:
         return bytes(raw).partition(b"?")[0]
     path: str = scope["path"]
     return path.encode("utf-8")
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI ``lifespan`` scope: nothing to set up or tear down."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def create_app(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,7 +31,7 @@ from jobrunner.context import Context
 from jobrunner.errors import InputUnavailable, InvalidParams
 from jobrunner.job import Job, utcnow
 
-__all__ = ["JobRun", "RecordingLogger", "make_job", "run_job"]
+__all__ = ["JobRun", "RecordingLogger", "free_port", "make_job", "run_job", "wait_for_port"]
 
 
 class RecordingLogger:
@@ -162,3 +164,30 @@ def run_job(
     except (TypeError, ValueError) as exc:
         raise AssertionError(f"the job type returned data that is not strict JSON: {exc}") from None
     return JobRun(data=data, progress=progress, logs=logger.events, job=job)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (loopback by default) that nobody listens on right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    """Wait until a server accepts connections on ``host:port``.
+
+    Raises:
+        TimeoutError: nothing accepted within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout:g} s"
+                ) from None
+            time.sleep(0.02)

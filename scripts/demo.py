@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,24 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from jobrunner.testing import free_port, wait_for_port
+
 JOBRUNNER = [sys.executable, "-m", "jobrunner"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"demo: nothing listens on port {port} after {timeout} s")
 
 
 def fetch_json(url: str) -> dict | None:
@@ -80,7 +64,7 @@ def main() -> int:
         beanstalkd = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
         (work / "binlog").mkdir()
         start([beanstalkd, "-l", "127.0.0.1", "-p", str(bs_port), "-b", str(work / "binlog")])
-        wait_port(bs_port)
+        wait_for_port(bs_port)
         start(
             [
                 *JOBRUNNER,
@@ -94,8 +78,8 @@ def main() -> int:
             ]
         )
         start([*JOBRUNNER, "serve", "--results-dir", str(inputs), "--port", str(inputs_port)])
-        wait_port(results_port)
-        wait_port(inputs_port)
+        wait_for_port(results_port)
+        wait_for_port(inputs_port)
         job_type, input_name, params = demo_input(inputs)
         start(
             [

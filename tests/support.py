@@ -20,14 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from jobrunner.serve import answer_lifespan
+from jobrunner.testing import free_port, wait_for_port
+
+__all__ = ["answer_lifespan", "free_port", "wait_for_port"]  # re-exported for tests
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
@@ -45,19 +43,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:port."""
-
-    def accepting() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    wait_for(accepting, timeout, what=f"port {port}")
 
 
 def require_binary(name: str) -> str:
@@ -280,17 +265,6 @@ class RsyncDaemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-async def answer_lifespan(receive: Any, send: Any) -> None:
-    """Answer an ASGI lifespan scope (for test apps served by uvicorn)."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def jobrunner_cmd(*args: str) -> list[str]:

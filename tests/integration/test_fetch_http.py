@@ -26,20 +26,14 @@ import uvicorn
 from jobrunner.config import Config
 from jobrunner.errors import InputFailed, InputRefused, InputTooLarge, InputUnavailable
 from jobrunner.fetch import Fetcher
-from tests.support import answer_lifespan
+from jobrunner.serve import answer_lifespan
+from jobrunner.testing import free_port
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 BIG = b"b" * (2 * MIB)
 BOMB = gzip.compress(b"\0" * (20 * MIB))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class InputsApp:
