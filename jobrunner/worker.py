@@ -44,7 +44,7 @@ from jobrunner.errors import (
 from jobrunner.metrics import MetricsServer, WorkerMetrics
 from jobrunner.pool import ChildDied, ChildProcess
 from jobrunner.publish.base import PublisherChain, build_publishers
-from jobrunner.queue import Connection, Reserved
+from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved
 from jobrunner.results import ResultBuilder
 from jobrunner.runner import BURY, DELETE, RELEASE, publish_document
 
@@ -205,6 +205,9 @@ class Worker:
         except JobFailure as exc:
             bound.warning("failure_publish_failed", code=exc.code, error=exc.message)
             return False
+        except Exception as exc:  # a publisher's own bug must not leave the job reserved
+            bound.exception("failure_publish_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
         return True
 
 
@@ -250,9 +253,29 @@ class Slot(threading.Thread):
             self.metrics.in_flight.inc()
             try:
                 self._handle(*found)
+            except Exception:
+                self._bury_unhandled(*found)
             finally:
                 self.busy = False
                 self.metrics.in_flight.inc(-1)
+
+    def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
+        """Bury a job whose handling failed in jobrunner itself (a bug, not the job's fault).
+
+        Left reserved, it would come back after its TTR and fail the same way for
+        ever; buried, an operator sees it in ``jobrunner buried`` and can kick it
+        once the worker is fixed.
+        """
+        log.exception("slot_error", slot=self.index, beanstalk_id=reserved.id)
+        self.worker.count("jobs_unhandled")
+        if not conn.holds(reserved):
+            return
+        try:
+            conn.bury(reserved.id, DEFAULT_PRIORITY)
+        except QueueError as exc:
+            log.warning("job_ack_lost", beanstalk_id=reserved.id, action=BURY, error=str(exc))
+            return
+        log.warning("job_buried", beanstalk_id=reserved.id, code="internal_error")
 
     # -- child -----------------------------------------------------------------
 
