@@ -84,3 +84,22 @@ def test_peek_and_delete(beanstalkd: Beanstalkd) -> None:
     )
     assert forced.returncode == 0
     assert beanstalkd.tube_stats().get("current-jobs-ready") == 0
+
+
+def test_stats_watch_refreshes_until_interrupted(beanstalkd: Beanstalkd) -> None:
+    """`stats --watch` redraws the table like top until Ctrl-C, then exits cleanly."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        jobrunner_cmd("stats", "--watch", "0.2", "--beanstalk", beanstalkd.address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4.0)  # start-up, then a redraw every 0.2 s
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 130
+    assert out.count("\x1b[H\x1b[2J") >= 2  # the screen was redrawn
+    assert out.count(beanstalkd.address + ":") >= 2
