@@ -66,6 +66,7 @@ class Worker:
         self.stopping = threading.Event()
         self.aborting = threading.Event()
         self.stop_deadline = float("inf")
+        self._signals: list[int] = []  # appended by the signal handler, read by run()
         self.publishers: PublisherChain = build_publishers(config)
         self._publish_lock = threading.Lock()
         self.counters: dict[str, int] = {}
@@ -162,8 +163,10 @@ class Worker:
         for slot in self.slots:
             slot.start()
         while any(slot.is_alive() for slot in self.slots):
+            self._handle_signals()
             for slot in self.slots:
-                slot.join(timeout=0.2)
+                slot.join(timeout=0.1)
+                self._handle_signals()
         if server is not None:
             server.stop()
         for conn in self._probes:
@@ -187,8 +190,16 @@ class Worker:
             log.warning("worker_aborting", running=sum(1 for slot in self.slots if slot.busy))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        self.stop(now=self.stopping.is_set())
+        # Only record it: a handler that logs or takes locks can deadlock when a second
+        # signal interrupts it mid-write (seen: SIGINT, then SIGTERM, a hung worker).
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        """Act on the signals received since the last call (first: stop; next: abort)."""
+        while self._signals:
+            signum = self._signals.pop(0)
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            self.stop(now=self.stopping.is_set())
 
     # -- publication from the worker process (crash, time-out, invalid job) --
 

@@ -220,3 +220,15 @@ def test_delete_lost_with_the_connection_reruns_and_republishes(bsd: Beanstalkd,
         assert worker.proc.poll() is None
     finally:
         assert worker.stop() == 0
+
+
+def test_two_signals_back_to_back_still_stop_the_worker(bsd: Beanstalkd, lab: Lab) -> None:
+    """SIGINT then SIGTERM at once (Ctrl-C in a script that also terminates its children)
+    stop the worker with exit 0: the handlers only record signals, so a second one can
+    never interrupt the first mid-write and hang the worker."""
+    for _ in range(3):
+        worker = lab.worker(bsd.address, concurrency=2)
+        worker.signal(signal.SIGINT)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        worker.wait_event("worker_stopped")
