@@ -119,7 +119,13 @@ def _seasonal(x: FloatArray, weights: FloatArray, period: int, half: int) -> Flo
     w_rows, _ = _cycles(weights, period)
     valid = np.isfinite(rows)
     w = np.where(valid, np.nan_to_num(w_rows), 0.0)
-    smooth = _smooth(np.where(valid, rows, 0.0), w, half, SEASON_DEGREE)
+    values = np.where(valid, rows, 0.0)
+    smooth = _smooth(values, w, half, SEASON_DEGREE)
+    # Where robustness weights left a phase no weight at all, use every cycle alike.
+    lost = _smooth(valid.astype(np.float64), w, half, 0) == 0.0
+    if lost.any():
+        plain = _smooth(values, valid.astype(np.float64), half, SEASON_DEGREE)
+        smooth = np.where(lost & valid, plain, smooth)
     smooth -= smooth.mean(axis=1, keepdims=True)
     return np.asarray(smooth.ravel()[pad:], dtype=np.float64)
 
