@@ -191,7 +191,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
     config = _config(args)
     configure_logging(config.log_level)
-    from jobrunner.worker import Worker
+    from jobrunner._worker import Worker
 
     return Worker(config).run()
 

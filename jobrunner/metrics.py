@@ -278,6 +278,39 @@ class WorkerMetrics:
             )
         )
 
+    # -- what the worker counts (the only place it counts) --------------------
+
+    def job_started(self) -> None:
+        """A slot took a job: one more in flight."""
+        self.in_flight.inc()
+
+    def job_left(self) -> None:
+        """A slot is done with a job, however it ended: one fewer in flight."""
+        self.in_flight.inc(-1)
+
+    def job_finished(
+        self, job_type: str, outcome: str, duration: float, *, retry: bool = False
+    ) -> None:
+        """Count a job's end: ``outcome`` is ``done``, ``released`` or an error code."""
+        self.jobs.inc(type=job_type, outcome=outcome)
+        self.duration.observe(duration, type=job_type)
+        if retry:
+            self.retries.inc(type=job_type)
+
+    def child_restarted(self, reason: str) -> None:
+        """Count a child process replaced (``crash``, ``timeout``, ``recycle``, ``lost``, ...)."""
+        self.child_restarts.inc(reason=reason)
+
+    def totals(self) -> dict[str, int]:
+        """Jobs by outcome and child restarts by reason, summed (the worker's last log line)."""
+        out: dict[str, int] = {}
+        for (_, outcome), value in list(self.jobs._values.items()):
+            key = f"jobs_{outcome}"
+            out[key] = out.get(key, 0) + int(value)
+        for (reason,), value in list(self.child_restarts._values.items()):
+            out[f"child_restarts_{reason}"] = int(value)
+        return out
+
 
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus) and ``/health`` (JSON) in a daemon thread.
