@@ -91,7 +91,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(
         str | dict[str, str], lambda value, _: value if isinstance(value, str) else dict(value)
     )
-    conv.register_structure_hook(Any, lambda value, _: value)
+    # ``Any`` passes through unchanged. A predicate hook, because cattrs refuses
+    # ``register_structure_hook(Any, ...)`` on Python 3.10 (Any is no class there).
+    conv.register_structure_hook_func(lambda cls: cls is Any, lambda value, _: value)
     return conv
 
 

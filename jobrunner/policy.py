@@ -63,10 +63,59 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 _SCHEMES = ("http", "https")
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+def _table(*rows: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(net), why) for net, why in rows)
+
+
+# Our own tables of the address blocks that are not publicly reachable, after
+# IANA's IPv4 and IPv6 special-purpose address registries. They are written
+# here rather than taken from ``ipaddress``'s ``is_private``/``is_global``
+# because those changed between Python releases (and between distributions'
+# patched builds of one release: Debian's 3.11.2 and Python 3.13 count 6to4's
+# 2002::/16 as private), and the policy must give the same verdict on every
+# Python. The first matching row names the reason; order matters only where
+# blocks nest (metadata inside link-local).
+_NON_PUBLIC_V4 = _table(
+    ("0.0.0.0/32", "an unspecified address"),
+    ("0.0.0.0/8", "a reserved address ('this network', 0.0.0.0/8)"),
+    ("10.0.0.0/8", "a private address (10.0.0.0/8)"),
+    ("100.64.0.0/10", "a carrier-grade NAT address (100.64.0.0/10)"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.169.254/32", "the cloud metadata address (link-local)"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address (172.16.0.0/12)"),
+    ("192.0.0.0/24", "a reserved address (IETF protocol assignments, 192.0.0.0/24)"),
+    ("192.0.2.0/24", "a private address (documentation, TEST-NET-1)"),
+    ("192.88.99.0/24", "a reserved address (6to4 relay anycast, 192.88.99.0/24)"),
+    ("192.168.0.0/16", "a private address (192.168.0.0/16)"),
+    ("198.18.0.0/15", "a private address (benchmarking, 198.18.0.0/15)"),
+    ("198.51.100.0/24", "a private address (documentation, TEST-NET-2)"),
+    ("203.0.113.0/24", "a private address (documentation, TEST-NET-3)"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("255.255.255.255/32", "a reserved address (limited broadcast)"),
+    ("240.0.0.0/4", "a reserved address (240.0.0.0/4)"),
+)
+_NON_PUBLIC_V6 = _table(
+    ("::/128", "an unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("64:ff9b:1::/48", "a private address (local-use NAT64, 64:ff9b:1::/48)"),
+    ("100::/64", "a reserved address (discard-only, 100::/64)"),
+    ("2001:db8::/32", "a private address (documentation, 2001:db8::/32)"),
+    ("2001::/23", "a reserved address (IETF protocol assignments, 2001::/23)"),
+    ("3fff::/20", "a private address (documentation, 3fff::/20)"),
+    ("5f00::/16", "a reserved address (segment routing, 5f00::/16)"),
+    ("fd00:ec2::254/128", "the cloud metadata address (unique local)"),
+    ("fc00::/7", "a private address (unique local, fc00::/7)"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a reserved address (site-local, fec0::/10)"),
+    ("ff00::/8", "a multicast address"),
+)
+# Global unicast IPv6 is 2000::/3; everything outside it is unassigned or special.
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
 _HINT = "add --allow-host {what} to the worker's settings if this input is trusted"
 
 
@@ -143,7 +192,7 @@ def _embedded_ipv4(address: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]
     out: list[tuple[str, ipaddress.IPv4Address]] = []
     if address.ipv4_mapped is not None:
         out.append(("IPv4-mapped", address.ipv4_mapped))
-    if address in _NAT64 or address in _NAT64_LOCAL:
+    if address in _NAT64:
         out.append(("NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)))
     if address.sixtofour is not None:
         out.append(("6to4", address.sixtofour))
@@ -155,24 +204,16 @@ def _embedded_ipv4(address: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]
 
 def _plain_problem(address: IPAddress) -> str | None:
     """Why one (unwrapped) address is not public, or None when it is."""
-    if address.is_unspecified:
-        return "an unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address in _METADATA:
-        return "the cloud metadata address (link-local)"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
-        return "a carrier-grade NAT address (100.64.0.0/10)"
-    if address.is_reserved:
-        return "a reserved address"
-    if address.is_private:
-        return "a private address"
-    if not address.is_global:
-        return "not a public address"
+    if isinstance(address, ipaddress.IPv4Address):
+        for network, why in _NON_PUBLIC_V4:
+            if address in network:
+                return why
+        return None
+    for network, why in _NON_PUBLIC_V6:
+        if address in network:
+            return why
+    if address not in _GLOBAL_UNICAST_V6:
+        return "a reserved address (outside global unicast 2000::/3)"
     return None
 
 

@@ -222,7 +222,7 @@ class Worker:
         return True
 
 
-class Slot(threading.Thread):
+class Slot(threading.Thread):  # never name a method like a Thread internal (3.13 added _handle)
     """One job at a time: its own queue connections and its own child process."""
 
     def __init__(self, worker: Worker, index: int) -> None:
@@ -263,7 +263,7 @@ class Slot(threading.Thread):
             self.busy = True
             self.metrics.in_flight.inc()
             try:
-                self._handle(*found)
+                self._handle_job(*found)
             except Exception:
                 self._bury_unhandled(*found)
             finally:
@@ -385,7 +385,7 @@ class Slot(threading.Thread):
 
     # -- one job ---------------------------------------------------------------
 
-    def _handle(self, reserved: Reserved, conn: Connection) -> None:
+    def _handle_job(self, reserved: Reserved, conn: Connection) -> None:
         t0 = time.monotonic()
         try:
             stats = conn.stats_job(reserved.id)

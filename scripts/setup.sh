@@ -54,5 +54,11 @@ for dir in plugins/*/ examples/plugin-template/; do
   extras=$(grep -oE '^(test|realdata) *=' "$dir/setup.cfg" | tr -d ' =' | paste -sd, - || true)
   if [ -n "$extras" ]; then plugins+=(-e "${dir%/}[$extras]"); else plugins+=(-e "${dir%/}"); fi
 done
+# The distribution was called "jobrunner" before 0.2 (a name that belongs to
+# another project on the package index); an old editable install would register
+# every entry point twice.
+if .venv/bin/python -m pip show -q jobrunner >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall -y -q jobrunner >"$log" 2>&1 || true
+fi
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
 pip_install -e ".[test,dev,timeseries]" "${plugins[@]}"
