@@ -37,8 +37,7 @@ def split_inputs(raw: Any) -> tuple[Any, Any | None, Any | None]:
             )
         if "pv" in raw and "weather" in raw:
             raise InputInvalid(
-                "input: give either a measured 'pv' series or 'weather' to model PV from, "
-                "not both"
+                "input: give either a measured 'pv' series or 'weather' to model PV from, not both"
             )
         return raw["load"], raw.get("pv"), raw.get("weather")
     return raw, None, None
@@ -125,8 +124,11 @@ class Simulation(JobType):
             weather = clear_sky_weather(
                 load.start, load.end, interval, system.latitude, system.longitude, altitude
             )
-            sky = {"source": "clear_sky", "clear_sky": "pvlib Ineichen-Perez, Linke turbidity "
-                   "climatology; an upper bound, not a yield forecast"}
+            sky = {
+                "source": "clear_sky",
+                "clear_sky": "pvlib Ineichen-Perez, Linke turbidity "
+                "climatology; an upper bound, not a yield forecast",
+            }
         power = ac_power_w(system, weather)
         pv_w = on_grid(
             power, weather.start, weather.interval, load.start, load.step, len(load.values)

@@ -6,14 +6,14 @@ For each interval, at its middle (times in UTC):
    ``nrel_numpy``), refraction with the interval's air temperature;
 2. plane-of-array irradiance: Perez 1990 transposition
    (``pvlib.irradiance.get_total_irradiance``, model ``perez``) with the
-   extraterrestrial DNI and the Kasten–Young relative air mass, plus ground
+   extraterrestrial DNI and the Kasten-Young relative air mass, plus ground
    reflection with the ``albedo``;
 3. reflection losses at the glass: the physical incidence-angle modifier
    (``pvlib.iam.physical``) on the direct part;
 4. cell temperature: the Sandia (SAPM) cell temperature model
    (``pvlib.temperature.sapm_cell``) for the chosen mounting;
 5. DC power: PVWatts (``pvlib.pvsystem.pvwatts_dc``), rated ``pv_kwp`` at
-   1000 W/m² and 25 °C, temperature coefficient −0.37 %/°C;
+   1000 W/m² and 25 °C, temperature coefficient -0.37 %/°C;
 6. system losses: ``losses`` percent of the DC power (PVWatts' 14 % by
    default: soiling, shading, mismatch, wiring, connections, light-induced
    degradation, nameplate, availability);
@@ -22,7 +22,7 @@ For each interval, at its middle (times in UTC):
 
 This is the chain of pvlib's ``ModelChain.with_pvwatts`` (the tests check it
 against ModelChain on a year of real weather). Without weather the sky is
-clear: irradiance from the Ineichen–Perez model with the Linke turbidity of
+clear: irradiance from the Ineichen-Perez model with the Linke turbidity of
 the place and month from pvlib's climatology (``Location.get_clearsky``),
 20 °C air and 0 m/s wind.
 """
@@ -110,16 +110,14 @@ def _times(unix_seconds: FloatArray) -> pd.DatetimeIndex:
 def clear_sky_weather(
     start: float, end: float, interval: float, latitude: float, longitude: float, altitude: float
 ) -> Weather:
-    """Clear-sky weather (Ineichen–Perez with climatological Linke turbidity) on a regular grid."""
+    """Clear-sky weather (Ineichen-Perez with climatological Linke turbidity) on a regular grid."""
     stamps = np.arange(start, end, interval, dtype=np.float64)
     times = _times(stamps + interval / 2.0)
     with warnings.catch_warnings():
         # pvlib's own use of pandas APIs that pandas has deprecated: not ours to fix.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        sky = Location(latitude, longitude, altitude=altitude).get_clearsky(
-            times, model="ineichen"
-        )
+        sky = Location(latitude, longitude, altitude=altitude).get_clearsky(times, model="ineichen")
     return Weather(
         time=stamps,
         interval=interval,
@@ -135,7 +133,11 @@ def ac_power_w(system: PvSystem, weather: Weather) -> FloatArray:
     """Mean AC power (W) of ``system`` over each weather interval, computed at its middle."""
     if system.kwp == 0:
         return np.zeros(len(weather.time))
-    with np.errstate(all="ignore"):  # night-time divisions inside the models; results are 0
+    # Night-time divisions inside the models (their results are 0), and pvlib's own use
+    # of pandas APIs that pandas has deprecated: not ours to fix, nor the job's to log.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         return _ac_power_w(system, weather)
 
 
@@ -175,9 +177,7 @@ def _ac_power_w(system: PvSystem, weather: Weather) -> FloatArray:
     angle = irradiance.aoi(system.tilt, system.azimuth, zenith, sun_azimuth)
     effective = poa_direct * np.asarray(iam.physical(angle), dtype=np.float64) + poa_diffuse
     mounting = temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"][system.mounting]
-    cell = temperature.sapm_cell(
-        poa_global, weather.temp_air, weather.wind_speed, **mounting
-    )
+    cell = temperature.sapm_cell(poa_global, weather.temp_air, weather.wind_speed, **mounting)
     pdc0 = system.kwp * 1000.0
     dc = np.asarray(pvsystem.pvwatts_dc(effective, cell, pdc0, GAMMA_PDC), dtype=np.float64)
     dc = dc * (1.0 - system.losses / 100.0)

@@ -3,7 +3,7 @@
 A price is one of:
 
 * a number: the same price at every hour (a flat tariff);
-* a list of 24 numbers: the price of each hour of the day (0 = 00:00–01:00), every day;
+* a list of 24 numbers: the price of each hour of the day (0 = 00:00-01:00), every day;
 * a list of 7 lists of 24 numbers: by weekday (Monday first) and hour.
 
 Hours and weekdays are local time in the tariff's ``timezone`` (an IANA name
@@ -47,7 +47,7 @@ class Tariff:
         local = pd.DatetimeIndex(pd.to_datetime(unix_seconds, unit="s", utc=True)).tz_convert(
             self.timezone
         )
-        day = np.asarray(local.dayofweek, dtype=np.intp)
+        day = np.asarray(local.day_of_week, dtype=np.intp)
         hour = np.asarray(local.hour, dtype=np.intp)
         return self.import_prices[day, hour], self.export_prices[day, hour]
 

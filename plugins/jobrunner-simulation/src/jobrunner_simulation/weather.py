@@ -119,6 +119,9 @@ def parse_weather(raw: object) -> Weather:
             f"{_NAME}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
             f"{_HINT}"
         )
+    duplicated = sorted({name for name in table.columns if list(table.columns).count(name) > 1})
+    if duplicated:
+        raise InputInvalid(f"{_NAME}: column {duplicated[0]!r} appears more than once")
     if len(table) > MAX_ROWS:
         raise InputInvalid(
             f"{_NAME}: {len(table)} rows is more than {MAX_ROWS} (a year of 1-minute data); "
@@ -141,8 +144,7 @@ def parse_weather(raw: object) -> Weather:
     ghi_peak = float(values["ghi"].max())
     if 0.0 < ghi_peak <= 2.0:
         raise InputInvalid(
-            f"{_NAME}: ghi peaks at {ghi_peak:g}; irradiance must be in W/m², "
-            "this looks like kW/m²"
+            f"{_NAME}: ghi peaks at {ghi_peak:g}; irradiance must be in W/m², this looks like kW/m²"
         )
     return Weather(
         time=time,
@@ -167,12 +169,15 @@ def _table(raw: object) -> pd.DataFrame:
         if not text.strip():
             raise InputInvalid(f"{_NAME}: the body is empty; {_HINT}")
         try:
-            table = pd.read_csv(
-                io.StringIO(text), dtype=str, skipinitialspace=True, comment="#"
+            # Header read as a row: pandas would rename a repeated name ("ghi.1").
+            cells = pd.read_csv(
+                io.StringIO(text), dtype=str, header=None, skipinitialspace=True, comment="#"
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputInvalid(f"{_NAME}: unreadable CSV ({message:.120}); {_HINT}") from None
+        table = cells.iloc[1:].reset_index(drop=True)
+        table.columns = [str(name) for name in cells.iloc[0].tolist()]
     elif isinstance(raw, dict):
         unknown = sorted(set(map(str, raw)) - {"columns", "rows"})
         columns, rows = raw.get("columns"), raw.get("rows")
@@ -187,31 +192,29 @@ def _table(raw: object) -> pd.DataFrame:
                     f"{_NAME}.rows[{number - 1}]: expected a list of {width} values "
                     f"(one per column), got {row!r:.80}"
                 )
+            # JSON true/false would pass as 1/0: refuse them like text.
+            flags = [str(columns[i]) for i, cell in enumerate(row) if isinstance(cell, bool)]
+            if flags:
+                raise InputInvalid(f"{_NAME}: row {number}: {flags[0]} is not a number")
         if len(rows) > MAX_ROWS:  # before building a frame of it
             raise InputInvalid(f"{_NAME}: {len(rows)} rows is more than {MAX_ROWS}")
         table = pd.DataFrame(rows, columns=columns, dtype=object)
     else:
         raise InputInvalid(f"{_NAME}: {_HINT}, got {type(raw).__name__}")
     table.columns = [str(name).strip() for name in table.columns]
-    duplicated = sorted({name for name in table.columns if list(table.columns).count(name) > 1})
-    if duplicated:
-        raise InputInvalid(f"{_NAME}: column {duplicated[0]!r} appears more than once")
     return table
 
 
 def _numbers(column: pd.Series, name: str) -> FloatArray:
     """A column as floats; a missing, non-numeric or non-finite cell is an error."""
-    if column.dtype == object:
-        # JSON true/false would pass as 1/0: refuse them like text.
-        if column.map(lambda cell: isinstance(cell, bool)).any():
-            row = int(np.flatnonzero(column.map(lambda cell: isinstance(cell, bool)))[0])
-            raise InputInvalid(f"{_NAME}: row {row + 1}: {name} is not a number")
     numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~np.isfinite(numbers))
     if len(bad):
         row = int(bad[0])
         cell = column.iloc[row]
-        what = "is missing" if cell is None or str(cell).strip() in ("", "nan") else "is not a number"
+        what = (
+            "is missing" if cell is None or str(cell).strip() in ("", "nan") else "is not a number"
+        )
         raise InputInvalid(
             f"{_NAME}: row {row + 1}: {name} {what} ({cell!r:.40}); "
             f"every row needs all of {', '.join(COLUMNS)}"
@@ -222,9 +225,13 @@ def _numbers(column: pd.Series, name: str) -> FloatArray:
 def _times(column: pd.Series) -> FloatArray:
     """Unix seconds from unix seconds or ISO 8601 times with an offset."""
     numbers = pd.to_numeric(column, errors="coerce")
-    if column.map(lambda cell: isinstance(cell, bool)).any():
-        raise InputInvalid(f"{_NAME}: time must be unix seconds or ISO 8601 text, not true/false")
-    if numbers.notna().all():
+    if numbers.notna().any():
+        if numbers.isna().any():
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise InputInvalid(
+                f"{_NAME}: row {row + 1}: time {column.iloc[row]!r:.40} is not unix seconds "
+                "like the other rows; write every time the same way"
+            )
         seconds = numbers.to_numpy(dtype=np.float64)
         if not np.isfinite(seconds).all():
             raise InputInvalid(f"{_NAME}: time must be finite")
