@@ -15,7 +15,8 @@ that:
 * the very same worker process is alive and then runs a good job.
 
 Traffic goes to loopback only. The worker allows ``--allow-host localhost``
-alone, so the inputs server is reached by that name while every literal
+(and ``*.example.test``, which no resolver answers, for the malformed host
+names), so the inputs server is reached by that name while every literal
 loopback form (``127.0.0.1``, ``127.0.0.2``, ``[::1]``, ``2130706433``, ...)
 is a refused address; the policy for private, link-local and public
 addresses is unit-tested without connecting (``tests/unit/test_policy.py``).
@@ -92,6 +93,12 @@ class InputsApp:
                 b"",
             ),
             "/loop": (302, {"location": "/loop"}, b""),
+            "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-long-label": (
+                302,
+                {"location": "http://" + "a" * 64 + ".example.test/x.json"},
+                b"",
+            ),
             "/huge": (200, {"content-type": "application/json"}, b" " * 300_000 + b"{}"),
             "/bomb": (
                 200,
@@ -233,7 +240,7 @@ class Bench:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    """One worker (``--allow-host localhost`` only) with its beanstalkd and servers."""
+    """One worker (``--allow-host localhost``) with its beanstalkd and servers."""
     root = tmp_path_factory.mktemp("bad-inputs")
     sandbox = root / "sandbox"
     outside = sandbox / "outside"
@@ -266,6 +273,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             results.base_url,
             "--allow-host",
             "localhost",
+            # A wildcard, so that host names only the resolver can refuse reach it.
+            "--allow-host",
+            "*.example.test",
             "--allow-file-inputs",
             str(files_dir),
             "--max-input-bytes",
@@ -710,6 +720,36 @@ TABLE = [
         "redirect-to-allowed-file", "{in}redirect-allowed-file", "input_refused", "scheme 'file'"
     ),
     bad_input("redirect-loop", "{in}loop", "input_unavailable", "more than 5 redirects"),
+    bad_input(
+        "input-host-empty-label-a..b",
+        "http://a..b.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-leading-dot",
+        "http://.x.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-64-char-label",
+        "http://" + "a" * 64 + ".example.test/x.json",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
+    bad_input(
+        "redirect-to-empty-label-host",
+        "{in}redirect-bad-name",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "redirect-to-64-char-label-host",
+        "{in}redirect-long-label",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
     # -- what the input server answers --
     bad_input("input-404", "{in}404", "input_unavailable", "HTTP 404"),
     bad_input(

@@ -660,3 +660,44 @@ def test_accept_encoding_is_gzip_and_deflate_only() -> None:
     recorder = Recorder(lambda r: json_response())
     make(recorder).fetch("https://data.example/x")
     assert recorder.requests[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+# -- host names the resolver cannot take ---------------------------------------------------
+
+BAD_HOST_NAMES = [
+    ("http://a..b.example/x.json", "empty label"),
+    ("http://.x.example/x.json", "empty label"),
+    ("http://" + "a" * 64 + ".example/x.json", "more than DNS allows (63)"),
+    ("http://" + ".".join(["abcdefghi"] * 26) + "/x.json", "more than DNS allows (253)"),
+    ("http://a%20b.example/x.json", "characters other than"),
+]
+
+
+@pytest.mark.parametrize(("url", "says"), BAD_HOST_NAMES)
+def test_bad_host_name_is_refused_not_a_crash(url: str, says: str) -> None:
+    """An input URL whose host cannot be looked up is InputRefused (the real resolver's
+    UnicodeError never escapes), before anything is requested."""
+    with Fetcher(Config()) as f, pytest.raises(InputRefused) as info:
+        f.fetch(url)
+    assert "not a valid host name" in info.value.message
+    assert says in info.value.message
+
+
+@pytest.mark.parametrize(("location", "says"), BAD_HOST_NAMES)
+def test_redirect_to_bad_host_name_is_refused(location: str, says: str) -> None:
+    """A redirect to a host name the resolver cannot take is InputRefused, not a crash."""
+    recorder = Recorder(lambda r: httpx.Response(302, headers={"Location": location}))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputRefused, match="redirects to a refused URL") as info:
+        f.fetch("http://93.184.216.34/start")
+    assert says in info.value.message
+    assert recorder.urls == ["http://93.184.216.34/start"]
+
+
+def test_system_resolver_turns_idna_errors_into_oserror() -> None:
+    """The system resolver reports a name the IDNA codec refuses as OSError, like a name
+    that does not resolve."""
+    from jobrunner.policy import system_resolver
+
+    with pytest.raises(OSError, match="not a valid host name"):
+        system_resolver("a..b.example", 80)
