@@ -555,6 +555,23 @@ TABLE = [
         Bad("invalid_job", "id: must be", raw_job(id="../../etc/passwd"), via="raw"),
     ),
     row(
+        "id-trailing-newline",
+        Bad("invalid_job", "id: must be", raw_job(id="{name}\n"), via="raw"),
+    ),
+    row(
+        "type-trailing-newline",
+        Bad("invalid_job", "type: must be a job type name", raw_job(type="echo\n"), via="raw"),
+    ),
+    row(
+        "input-name-trailing-newline",
+        Bad(
+            "invalid_job",
+            "invalid input name",
+            raw_job(input={"load\n": "{in}good.json"}),
+            via="raw",
+        ),
+    ),
+    row(
         "type-with-path",
         Bad("invalid_job", "type: must be a job type name", raw_job(type="../evil"), via="raw"),
     ),
@@ -622,6 +639,9 @@ TABLE = [
     refused("client-relative-result-url", "fully qualified URL", result="{name}.json"),
     refused("client-unknown-field", "priority: unknown field", priority=5),
     refused("client-missing-input", "input: required field missing", input=DROP),
+    refused("client-id-trailing-newline", "id: must be", id="{name}\n"),
+    refused("client-input-trailing-newline", "fully qualified URL", input="{in}good.json\n"),
+    refused("client-created-trailing-newline", "created:", created=CREATED + "\n"),
     refused(
         "client-oversized-document", "beanstalkd takes at most 65535", params={"pad": "x" * 70_000}
     ),
