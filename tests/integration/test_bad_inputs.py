@@ -33,6 +33,7 @@ import os
 import re
 import stat
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ class InputsApp:
                 200,
                 {"content-type": "application/json", "content-encoding": "gzip"},
                 gzip.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/bomb-deflate": (
+                200,
+                {"content-type": "application/json", "content-encoding": "deflate"},
+                zlib.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/brotli": (
+                200,
+                {"content-type": "application/json", "content-encoding": "br"},
+                b"\x0b\x01\x80{}\x03",  # brotli for "{}": never decoded, refused by name
             ),
             "/stacked": (
                 200,
@@ -795,6 +806,8 @@ TABLE = [
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
     ),
     bad_input("input-gzip-bomb", "{in}bomb", "input_too_large", "after decoding"),
+    bad_input("input-deflate-bomb", "{in}bomb-deflate", "input_too_large", "after decoding"),
+    bad_input("input-brotli-encoded", "{in}brotli", "input_invalid", "Content-Encoding"),
     bad_input("input-stacked-gzip", "{in}stacked", "input_invalid", "Content-Encoding"),
     bad_input("input-corrupt-gzip", "{in}corrupt-gzip", "input_invalid", "cannot be decoded"),
     bad_input("input-invalid-json", "{in}invalid.json", "input_invalid", "not valid JSON"),

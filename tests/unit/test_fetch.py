@@ -701,3 +701,46 @@ def test_system_resolver_turns_idna_errors_into_oserror() -> None:
 
     with pytest.raises(OSError, match="not a valid host name"):
         system_resolver("a..b.example", 80)
+
+
+# -- bounded decompression -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS | 16, zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_inflate_yields_small_pieces(wbits: int) -> None:
+    """gzip, zlib-wrapped and raw deflate bodies decode in pieces of at most 64 KiB each,
+    whatever the size of the network chunks."""
+    from jobrunner.fetch import _inflate
+
+    plain = bytes(range(256)) * 4096 + b"\0" * (4 * 1024 * 1024)
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    body = packer.compress(plain) + packer.flush()
+    encoding = "gzip" if wbits > zlib.MAX_WBITS else "deflate"
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    pieces = list(_inflate(chunks, encoding))
+    assert b"".join(pieces) == plain
+    assert max(len(p) for p in pieces) <= 64 * 1024
+
+
+def test_inflate_refuses_corrupt_data() -> None:
+    """Data that is neither zlib nor raw deflate is a decoding error."""
+    from jobrunner.fetch import _inflate
+
+    with pytest.raises(httpx.DecodingError):
+        list(_inflate([b"\xff" * 100], "deflate"))
+    with pytest.raises(httpx.DecodingError):
+        list(_inflate([b"not gzip at all"], "gzip"))
+
+
+def test_raw_deflate_body_over_the_network_stream_is_decoded() -> None:
+    """A raw deflate body streamed by the transport is decoded (as browsers do)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = packer.compress(b'{"raw": true}') + packer.flush()
+    f = make(
+        lambda r: httpx.Response(
+            200,
+            stream=httpx.ByteStream(body),
+            headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+        )
+    )
+    assert f.fetch("https://data.example/raw.json").value == {"raw": True}
