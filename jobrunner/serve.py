@@ -274,7 +274,7 @@ class ResultsApp:
             raise ConfigError(f"results directory {results_dir} does not exist")
         origins = set()
         for origin in cors_origins:
-            if origin != "*" and origin != "null" and not _ORIGIN.match(origin.rstrip("/")):
+            if origin != "*" and origin != "null" and not _ORIGIN.fullmatch(origin.rstrip("/")):
                 raise ConfigError(
                     f"cors_origin: expected '*' or an origin such as https://portal.example.org, "
                     f"got {origin!r}"

@@ -42,9 +42,9 @@ def test_sphinx_site_builds_without_warnings(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
     done = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
-        + [str(ROOT / "docs"), str(tmp_path / "html")],
+        [*build, str(ROOT / "docs"), str(tmp_path / "html")],
         capture_output=True,
         text=True,
         timeout=300,
