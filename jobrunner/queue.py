@@ -249,6 +249,10 @@ class Connection:
         """Kick one buried or delayed job by id."""
         self._call("kick_job", job_id)
 
+    def pause_tube(self, tube: str, seconds: int) -> None:
+        """Pause ``tube``: no job is reserved from it for ``seconds`` (0 resumes it)."""
+        self._call("pause_tube", tube, seconds)
+
     def stats(self) -> dict[str, Any]:
         """Return the server's ``stats``."""
         stats: dict[str, Any] = self._call("stats")
