@@ -409,28 +409,12 @@ class Client:
         return self.put_document(doc, tube=tube, priority=priority, delay=delay, ttr=ttr)
 
     def _encode(self, doc: Mapping[str, Any]) -> tuple[Job, bytes]:
-        problems = codec.validate_job(dict(doc))
-        if problems:
-            raise InvalidJob("invalid job document: " + "; ".join(problems), problems)
-        job: Job = codec.converter.structure(dict(doc), Job)
-        body = codec.encode_job(job)
-        if len(body) > self.max_job_bytes:
-            raise InvalidJob(
-                f"job document is {len(body)} bytes, beanstalkd takes at most "
-                f"{self.max_job_bytes}; pass large data by URL in 'input', not in 'params'"
-            )
-        return job, body
+        return encode_document(doc, self.max_job_bytes)
 
     def _put_args(
         self, tube: str | None, priority: int | None, delay: int, ttr: int | None
     ) -> tuple[str, int, int, int]:
-        for field, value, low, high in (
-            ("priority", priority, 0, 2**32 - 1),
-            ("delay", delay, 0, 2**32 - 1),
-            ("ttr", ttr, 1, 2**32 - 1),
-        ):
-            if value is not None and not low <= value <= high:
-                raise InvalidJob(f"{field}: must be from {low} to {high}, got {value}")
+        check_queue_arguments(priority, delay, ttr)
         return (
             tube or self.tube,
             self.priority if priority is None else priority,
@@ -753,6 +737,42 @@ def job_document(
     return doc
 
 
+def encode_document(
+    doc: Mapping[str, Any], max_job_bytes: int = codec.MAX_JOB_BYTES
+) -> tuple[Job, bytes]:
+    """Validate a job document and encode it as a beanstalkd job body.
+
+    Raises:
+        InvalidJob: every problem listed, or a body over ``max_job_bytes``.
+    """
+    problems = codec.validate_job(dict(doc))
+    if problems:
+        raise InvalidJob("invalid job document: " + "; ".join(problems), problems)
+    job: Job = codec.converter.structure(dict(doc), Job)
+    body = codec.encode_job(job)
+    if len(body) > max_job_bytes:
+        raise InvalidJob(
+            f"job document is {len(body)} bytes, beanstalkd takes at most "
+            f"{max_job_bytes}; pass large data by URL in 'input', not in 'params'"
+        )
+    return job, body
+
+
+def check_queue_arguments(priority: int | None, delay: int | None, ttr: int | None) -> None:
+    """Check beanstalkd ``put`` arguments.
+
+    Raises:
+        InvalidJob: a value beanstalkd would refuse.
+    """
+    for field, value, low, high in (
+        ("priority", priority, 0, 2**32 - 1),
+        ("delay", delay, 0, 2**32 - 1),
+        ("ttr", ttr, 1, 2**32 - 1),
+    ):
+        if value is not None and not low <= value <= high:
+            raise InvalidJob(f"{field}: must be from {low} to {high}, got {value}")
+
+
 def _same_job(conn: Connection, t: Ticket) -> bool:
     """True when the ticket's beanstalkd id still names the ticket's job.
 
@@ -835,7 +855,15 @@ class AsyncClient:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.sync = Client(*args, **kwargs)
+        self.sync: Any = Client(*args, **kwargs)
+
+    @classmethod
+    def wrap(cls, client: Any) -> AsyncClient:
+        """An AsyncClient over an existing client — a :class:`Client`, or a test double
+        with the same methods such as :class:`jobrunner.testing.InlineClient`."""
+        wrapped = cls.__new__(cls)
+        wrapped.sync = client
+        return wrapped
 
     async def __aenter__(self) -> AsyncClient:
         return self
