@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -154,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--json", action="store_true", help="print JSON")
     _add_settings(cancel, STATUS)
     cancel.set_defaults(handler=cmd_cancel)
+
+    schedule = sub.add_parser(
+        "schedule",
+        help="submit periodic jobs (cron expressions, intervals); one leader among many",
+        description="Submit the [[schedule]] jobs of the --config file. Several schedulers "
+        "of one group elect a leader through beanstalkd; the others take over when it dies.",
+    )
+    schedule.add_argument(
+        "--next",
+        type=int,
+        metavar="N",
+        help="print the next N planned runs of each schedule and exit (submits nothing)",
+    )
+    _add_settings(schedule, QUEUE)
+    schedule.set_defaults(handler=cmd_schedule)
 
     serve = sub.add_parser("serve", help="serve result documents over HTTP")
     _add_settings(serve, SERVE)
@@ -414,6 +430,34 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if done.outcome == "stopping":
         return EXIT_TIMEOUT if args.wait > 0 else EXIT_OK
     return EXIT_FAILED
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """``jobrunner schedule``: run the scheduler (or show the next planned runs)."""
+    from pathlib import Path
+
+    from jobrunner.schedule import Scheduler, load_schedules
+
+    config = _config(args)
+    configure_logging(config.log_level)
+    path = args.config or os.environ.get("JOBRUNNER_CONFIG")
+    if not path:
+        raise ConfigError("schedule needs --config FILE with [[schedule]] tables")
+    settings, schedules = load_schedules(Path(path))
+    if args.next is not None:
+        import datetime as dt
+
+        from jobrunner.codec import format_time
+
+        now = dt.datetime.now(dt.timezone.utc)
+        for item in schedules:
+            runs = item.runs_after(now)
+            for _ in range(max(0, args.next)):
+                run = next(runs)
+                print(f"{item.name:<24} {format_time(run)}  {item.job_id(run)}")
+        return EXIT_OK
+    scheduler = Scheduler(schedules, list(config.beanstalk), tube=config.tube[0], settings=settings)
+    return scheduler.run()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
