@@ -6,8 +6,11 @@ Commands (names and flags are a contract): ``work``, ``submit``,
 :class:`jobrunner.config.Config` and has a ``JOBRUNNER_*`` environment twin.
 
 Exit codes: 0 success, 1 the operation failed (``submit --wait``: the job
-failed; ``cancel``: the job had finished), 2 bad usage or configuration, 3
-``submit --wait`` timed out (``cancel --wait``: the job is still stopping).
+failed; a queue command could not reach a server; ``cancel``: the job had
+finished), 2 bad usage or configuration (start-up checks included), 3
+``submit --wait`` timed out (``cancel --wait``: the job is still stopping),
+141 the reader of the output went away (``jobrunner buried | head``: quiet,
+like any Unix tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -20,13 +23,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobrunner import __version__
-from jobrunner.config import QUEUE, SERVE, STATUS, SUBMIT, WORK, Config, load_config, settings
+from jobrunner.config import (
+    QUEUE,
+    SERVE,
+    STATUS,
+    SUBMIT,
+    WORK,
+    Config,
+    check_dir_writable,
+    check_port_free,
+    load_config,
+    settings,
+)
 from jobrunner.errors import ConfigError, InvalidJob, JobRunnerError
 from jobrunner.logging import configure_logging
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
@@ -201,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobrunner`` command line; return the exit code."""
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Events go to stderr from the start; commands with a --log-level reconfigure.
@@ -218,13 +245,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader left, and the interpreter's last flush at exit
+    must not print a BrokenPipeError of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (tests capture it)
+        pass
+    finally:
+        os.close(devnull)
+
+
 # -- commands ------------------------------------------------------------------
 
 
 def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    # Start-up checks: what would otherwise fail every job, or the worker later.
+    if config.results_dir is not None and "file" in config.publisher:
+        check_dir_writable(config.results_dir, "results_dir")
+    check_port_free(config.metrics_host, config.metrics_port, "metrics_port")
     from jobrunner.worker import Worker
 
     return Worker(config).run()
@@ -273,7 +316,7 @@ def submit_arguments(args: argparse.Namespace) -> tuple[str | dict[str, str], di
 def cmd_submit(args: argparse.Namespace) -> int:
     """``jobrunner submit``: validate and put one job; print its id."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Client
 
     inputs, params = submit_arguments(args)
@@ -347,7 +390,7 @@ def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: boo
 def cmd_status(args: argparse.Namespace) -> int:
     """``jobrunner status``: a job's state (with a ticket) or its current result document."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Ticket
 
     if Ticket.looks_like(args.target):
@@ -408,7 +451,7 @@ def _status_line(status: Any) -> str:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """``jobrunner cancel``: cancel a waiting or running job; leave a finished one alone."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Client
 
     if args.wait < 0:
@@ -439,7 +482,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from jobrunner.schedule import Scheduler, load_schedules
 
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     path = args.config or os.environ.get("JOBRUNNER_CONFIG")
     if not path:
         raise ConfigError("schedule needs --config FILE with [[schedule]] tables")
@@ -465,7 +508,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     if config.results_dir is None:
         raise ConfigError("serve needs --results-dir (or JOBRUNNER_RESULTS_DIR)")
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    check_port_free(config.host, config.port, "port")
     from jobrunner.serve import run_server
 
     return run_server(config)

@@ -58,9 +58,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import structlog
 
 from jobrunner import codec
+from jobrunner._log import get_logger
 from jobrunner.errors import InvalidJob, JobNotFound, QueueError
 from jobrunner.job import Job, utcnow
 from jobrunner.queue import DEFAULT_PRIORITY, DEFAULT_TTR, Connection, PutManyError
@@ -78,7 +78,7 @@ __all__ = [
     "Ticket",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 

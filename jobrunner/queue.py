@@ -25,8 +25,8 @@ from typing import Any
 
 import attrs
 import greenstalk
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.errors import JobNotFound, QueueError
 
 __all__ = [
@@ -51,7 +51,7 @@ _BACKOFF_MAX = 15.0
 #: Tubes named ``jobrunner.cancel.<hash of the job id>`` hold cancellation markers.
 CANCEL_TUBE_PREFIX = "jobrunner.cancel."
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def backoff_delay(failures: int, first: float = _BACKOFF_FIRST, cap: float = _BACKOFF_MAX) -> float:
@@ -384,6 +384,10 @@ class Connection:
     def kick_job(self, job_id: int) -> None:
         """Kick one buried or delayed job by id."""
         self._call("kick_job", job_id)
+
+    def pause_tube(self, tube: str, seconds: int) -> None:
+        """Pause ``tube``: no job is reserved from it for ``seconds`` (0 resumes it)."""
+        self._call("pause_tube", tube, seconds)
 
     def stats(self) -> dict[str, Any]:
         """Return the server's ``stats``."""

@@ -50,15 +50,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.codec import format_time, parse_time
 from jobrunner.errors import ConfigError, InvalidJob, JobNotFound, QueueError
 from jobrunner.queue import Connection, Reserved
 
 __all__ = ["Schedule", "Scheduler", "SchedulerSettings", "load_schedules"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MAX_PRIORITY = 2**32 - 1

@@ -4,6 +4,7 @@ takeover when it is killed, each planned run submitted exactly once, missed runs
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import signal
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.queue import Connection
-from tests.support import Beanstalkd, LoggedProcess, jobrunner_cmd, wait_for
+from tests.support import Beanstalkd, LoggedProcess, jobrunner_cmd
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +61,7 @@ def _submitted(address: str) -> list[dict[str, object]]:
 
 
 def _run_times(docs: list[dict[str, object]]) -> list[dt.datetime]:
-    return [
-        dt.datetime.strptime(str(d["id"]).split(".", 1)[1], "%Y%m%dT%H%M%SZ") for d in docs
-    ]
+    return [dt.datetime.strptime(str(d["id"]).split(".", 1)[1], "%Y%m%dT%H%M%SZ") for d in docs]
 
 
 def test_two_schedulers_leader_killed_every_run_exactly_once(
@@ -93,7 +92,7 @@ def test_two_schedulers_leader_killed_every_run_exactly_once(
     assert len(runs) >= 6
     assert len(runs) == len(set(runs)), "a run was submitted twice"
     ordered = sorted(runs)
-    gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ordered)]
     assert gaps == [1.0] * len(gaps), f"a run is missing: {ordered}"
     sample = docs[0]
     assert sample["result"] == f"https://results.example/tick/{sample['id']}.json"
@@ -119,7 +118,7 @@ def test_missed_runs_are_skipped_or_caught_up(
         assert second.stop() == 0
     runs = sorted(_run_times(_submitted(beanstalkd.address)))
     assert len(runs) == len(set(runs))
-    gaps = [(b - a).total_seconds() for a, b in zip(runs, runs[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(runs)]
     if missed == "catch_up":
         assert gaps == [1.0] * len(gaps), runs
         assert second.find("schedule_run_skipped") == []

@@ -40,8 +40,12 @@ def broken(ctx: jobrunner.Context) -> None:
 def test_submit_runs_inline_and_publishes_at_the_result_path(tmp_path: Path) -> None:
     """A submitted job runs at once; its done document lies where the result URL maps to
     and status answers done with it."""
-    client = InlineClient({"double": double}, results_dir=tmp_path, base_url=BASE,
-                          inputs={"https://in.test/x": {"value": 21}})
+    client = InlineClient(
+        {"double": double},
+        results_dir=tmp_path,
+        base_url=BASE,
+        inputs={"https://in.test/x": {"value": 21}},
+    )
     job = client.submit("double", "https://in.test/x", BASE + "m/17.json", {"factor": 1})
     assert (tmp_path / "m" / "17.json").exists()
     status = client.status(job.ticket)
@@ -52,8 +56,12 @@ def test_submit_runs_inline_and_publishes_at_the_result_path(tmp_path: Path) -> 
 
 def test_failures_carry_the_workers_codes(tmp_path: Path) -> None:
     """A plugin error, bad params and a missing test input fail with the worker's codes."""
-    client = InlineClient({"broken": broken, "typed": Typed, "double": double},
-                          results_dir=tmp_path, base_url=BASE, inputs={"https://in.test/x": 1})
+    client = InlineClient(
+        {"broken": broken, "typed": Typed, "double": double},
+        results_dir=tmp_path,
+        base_url=BASE,
+        inputs={"https://in.test/x": 1},
+    )
     codes = {}
     for name, kind, params, url in (
         ("a", "broken", {}, "https://in.test/x"),
@@ -63,8 +71,12 @@ def test_failures_carry_the_workers_codes(tmp_path: Path) -> None:
     ):
         job = client.submit(kind, url, BASE + f"{name}.json", params)
         codes[name] = client.status(job.ticket).error["code"]
-    assert codes == {"a": "plugin_error", "b": "invalid_params", "c": "input_unavailable",
-                     "d": "unknown_type"}
+    assert codes == {
+        "a": "plugin_error",
+        "b": "invalid_params",
+        "c": "input_unavailable",
+        "d": "unknown_type",
+    }
     ok = client.submit("typed", "https://in.test/x", BASE + "e.json", {"n": 4})
     assert client.status(ok.ticket).document["data"] == 5
 
@@ -72,8 +84,13 @@ def test_failures_carry_the_workers_codes(tmp_path: Path) -> None:
 def test_manual_mode_keeps_jobs_queued_and_cancels_them(tmp_path: Path) -> None:
     """In manual mode jobs stay queued until run_pending; cancelling a queued job
     publishes the cancelled document and it never runs; a done one is left alone."""
-    client = InlineClient({"double": double}, results_dir=tmp_path, base_url=BASE,
-                          inputs=lambda url: {"value": 1}, run="manual")
+    client = InlineClient(
+        {"double": double},
+        results_dir=tmp_path,
+        base_url=BASE,
+        inputs=lambda url: {"value": 1},
+        run="manual",
+    )
     first = client.submit("double", "https://in.test/x", BASE + "1.json")
     second = client.submit("double", "https://in.test/x", BASE + "2.json")
     assert client.status(first.ticket).state == "queued"
@@ -92,10 +109,12 @@ def test_invalid_jobs_are_refused_like_the_real_client(tmp_path: Path) -> None:
     with pytest.raises(InvalidJob):
         client.submit("double", "not a url", BASE + "x.json")
     with pytest.raises(InvalidJob, match="job 1"):
-        client.submit_many([
-            {"type": "double", "input": "https://in.test/x", "result": BASE + "a.json"},
-            {"type": "double", "input": "https://in.test/x"},
-        ])
+        client.submit_many(
+            [
+                {"type": "double", "input": "https://in.test/x", "result": BASE + "a.json"},
+                {"type": "double", "input": "https://in.test/x"},
+            ]
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -89,3 +89,11 @@ def test_unpaired_surrogate_in_result_url_is_refused() -> None:
     """A result path that is not valid Unicode is refused, not an exception."""
     with pytest.raises(ResultRefused):
         relative_result_path("http://results.test:8080/r/\ud800.json", BASE)
+
+
+def test_segment_with_trailing_newline_is_not_safe() -> None:
+    """A path segment is matched in full: "name\\n" is not a safe segment."""
+    from jobrunner.publish.paths import is_safe_segment
+
+    assert is_safe_segment("name.json")
+    assert not is_safe_segment("name.json\n")

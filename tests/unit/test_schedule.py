@@ -11,7 +11,11 @@ from jobrunner.errors import ConfigError
 from jobrunner.schedule import Schedule, load_schedules
 
 UTC = dt.timezone.utc
-JOB = {"type": "echo", "input": "https://in.test/x", "result": "https://r.test/{name}/{run:%Y%m%d}.json"}
+JOB = {
+    "type": "echo",
+    "input": "https://in.test/x",
+    "result": "https://r.test/{name}/{run:%Y%m%d}.json",
+}
 
 
 def test_cron_in_a_time_zone_across_the_spring_change() -> None:
@@ -61,10 +65,16 @@ def test_document_fills_templates_in_the_schedules_time_zone() -> None:
     [
         ("", "no \\[\\[schedule\\]\\] tables"),
         ('[[schedule]]\nname = "a"\ntype = "echo"\n', "either 'cron' or 'every'"),
-        ('[[schedule]]\nname = "a"\ncron = "61 * * * *"\ntype="echo"\ninput="https://i.t/"\nresult="https://r.t/a"\n', "cron"),
+        (
+            '[[schedule]]\nname = "a"\ncron = "61 * * * *"\ntype="echo"\ninput="https://i.t/"\nresult="https://r.t/a"\n',
+            "cron",
+        ),
         ('[[schedule]]\nname = "a"\nevery = "soon"\n', "not a duration"),
         ('[[schedule]]\nname = "a b"\nevery = 5\n', "'name' is required"),
-        ('[[schedule]]\nname = "a"\nevery = 5\ntype="echo"\ninput="nope"\nresult="https://r.t/a"\n', "the job is invalid"),
+        (
+            '[[schedule]]\nname = "a"\nevery = 5\ntype="echo"\ninput="nope"\nresult="https://r.t/a"\n',
+            "the job is invalid",
+        ),
         ('[[schedule]]\nname = "a"\nevery = 5\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
         ('[[schedule]]\nname = "a"\nevery = 5\nmissed = "maybe"\n', "missed must be"),
         ('[[schedule]]\nname = "a"\nevery = 5\nhorizon = 3\n', "unknown key"),
