@@ -5,7 +5,9 @@ Everything listens on 127.0.0.1 and every wait loop is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,32 @@ from jobrunner.testing import free_port, wait_for_port
 __all__ = ["answer_lifespan", "free_port", "wait_for_port"]  # re-exported for tests
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class _EventList(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = dict(record.msg) if isinstance(record.msg, dict) else {"event": record.msg}
+        event.setdefault("log_level", record.levelname.lower())
+        self.events.append(event)
+
+
+@contextlib.contextmanager
+def capture_events(logger: str = "jobrunner") -> Iterator[list[dict[str, Any]]]:
+    """Collect the events jobrunner logs inside the block (as dicts, every level)."""
+    handler = _EventList()
+    target = logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield handler.events
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
 
 
 def wait_for(
@@ -142,6 +170,9 @@ def put_raw(
 class LoggedProcess:
     """A child process whose JSON-lines stderr is collected as events."""
 
+    #: Every one started; the ``_no_leftover_processes`` fixture stops those a test left.
+    started: list[LoggedProcess] = []
+
     def __init__(
         self, cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> None:
@@ -150,6 +181,7 @@ class LoggedProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd
         )
+        LoggedProcess.started.append(self)
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -346,7 +378,11 @@ class Worker(LoggedProcess):
             args += ["--beanstalk", server]
         super().__init__(jobrunner_cmd(*args, *extra), env=worker_env(**dict(env or {})))
         if wait_ready:
-            self.wait_event("worker_started", timeout=20)
+            try:
+                self.wait_event("worker_started", timeout=20)
+            except BaseException:
+                self.stop()  # a worker that did not start must not outlive the test
+                raise
 
 
 def read_json(path: Path) -> Any:

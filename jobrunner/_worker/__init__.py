@@ -12,8 +12,7 @@ Where code runs, by module::
     protocol.py      both     every message between worker and child, and the framing
     decide.py        both     the pure decision: what happens to a job after its run
     documents.py     both     result documents and the one way to publish failures
+
+Nothing is imported here: the child, and :mod:`jobrunner.testing`, load only
+the modules they use.
 """
-
-from jobrunner._worker.node import Worker
-
-__all__ = ["Worker"]

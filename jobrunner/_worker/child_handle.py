@@ -22,15 +22,14 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-import structlog
-
+from jobrunner._log import get_logger
 from jobrunner._worker import protocol
 from jobrunner._worker.protocol import Finished, RunJob
 from jobrunner.config import Config
 
 __all__ = ["ChildDied", "ChildHandle", "describe_exit"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds a child may take to start (import plugins' dependencies, etc.).
 START_TIMEOUT = 60.0

@@ -43,13 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
 
+    from jobrunner._log import use_process_job_context
     from jobrunner._worker.executor import JobExecutor
     from jobrunner.logging import configure_logging
 
     start = protocol.recv(inbox)
     if not isinstance(start, protocol.Start):
         return 2
-    configure_logging(start.config.log_level)
+    configure_logging(start.config.log_level, format=start.config.log_format)
+    use_process_job_context()  # one job at a time: plugin threads' records get its id too
     executor = JobExecutor(start.config)
     protocol.send(outbox, protocol.Ready(os.getpid()))
     try:

@@ -115,7 +115,7 @@ class Retries:
 
 
 #: Error codes that say the result URL cannot take a document.
-_UNPUBLISHABLE = frozenset({"result_refused"})
+_UNPUBLISHABLE = frozenset({"result_refused", "result_blocked"})
 
 
 @attrs.frozen(kw_only=True)

@@ -12,16 +12,16 @@ import datetime as dt
 from typing import Any
 
 import attrs
-import structlog
 
 from jobrunner import __version__, codec
+from jobrunner._log import get_logger
 from jobrunner.errors import JobFailure, PluginError, ResultTooLarge
 from jobrunner.job import DONE, FAILED, RUNNING, ErrorInfo, Job, Provenance, ResultDocument, utcnow
 from jobrunner.publish.base import PublisherChain
 
 __all__ = ["ResultBuilder", "error_of", "publish_document", "publish_failure", "publish_note"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @attrs.define(kw_only=True)
@@ -83,8 +83,10 @@ class ResultBuilder:
         """The document of a successful job."""
         return self._doc(DONE, finished=utcnow(), data=data, progress=1.0)
 
-    def failed(self, error: ErrorInfo) -> ResultDocument:
+    def failed(self, error: ErrorInfo | JobFailure) -> ResultDocument:
         """The document of a permanently failed job."""
+        if isinstance(error, JobFailure):
+            error = error_of(error)
         return self._doc(FAILED, finished=utcnow(), error=error)
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import structlog
 
 from jobrunner import codec
+from jobrunner._log import get_logger, job_context
 from jobrunner._worker.documents import ResultBuilder, error_of, publish_document
 from jobrunner._worker.progress import ProgressReporter, Scheduler
 from jobrunner._worker.protocol import Finished, RunJob
@@ -36,7 +36,7 @@ from jobrunner.publish.base import PublisherChain, build_publishers
 
 __all__ = ["JobExecutor"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _rss_bytes() -> int:
@@ -67,20 +67,21 @@ class JobExecutor:
     def execute(self, request: RunJob) -> Finished:
         """Run one job and publish its ``done`` document; never raises for a job's failure."""
         job = request.job
-        bound = log.bind(
-            job_id=job.id, job_type=job.type, tube=request.tube, attempt=request.attempt
-        )
+        bound = log.bind(tube=request.tube, attempt=request.attempt)
         builder = ResultBuilder.for_job(
             job, worker=self.config.worker_name, attempt=request.attempt
         )
         timings: dict[str, float] = {}
-        try:
-            self._run(job, builder, bound, request.attempt, timings)
-        except JobFailure as failure:
-            return self._finished(builder, timings, error_of(failure))
-        except Retry as request_retry:
-            error = ErrorInfo(code="retry_requested", message=request_retry.reason, retryable=True)
-            return self._finished(builder, timings, error, retry_delay=request_retry.delay)
+        # The job's id and type go with every record logged while it runs, the
+        # plugin's and its libraries' stdlib records included.
+        with job_context(job_id=job.id, job_type=job.type):
+            try:
+                self._run(job, builder, bound, request.attempt, timings)
+            except JobFailure as failure:
+                return self._finished(builder, timings, error_of(failure))
+            except Retry as retry:
+                error = ErrorInfo(code="retry_requested", message=retry.reason, retryable=True)
+                return self._finished(builder, timings, error, retry_delay=retry.delay)
         return self._finished(builder, timings, None)
 
     def _finished(

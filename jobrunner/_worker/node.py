@@ -19,8 +19,7 @@ import time
 from types import FrameType
 from typing import Any
 
-import structlog
-
+from jobrunner._log import get_logger
 from jobrunner._worker.documents import ResultBuilder, publish_failure, publish_note
 from jobrunner._worker.slot import Slot
 from jobrunner.config import Config
@@ -32,7 +31,7 @@ from jobrunner.queue import Connection
 
 __all__ = ["Worker"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Worker:

@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
+from jobrunner._log import get_logger
 from jobrunner._worker.documents import ResultBuilder
 
 __all__ = ["ProgressReporter", "Scheduler"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Call:

@@ -25,9 +25,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
-
 from jobrunner import codec
+from jobrunner._log import get_logger
 from jobrunner._worker.child_handle import ChildDied, ChildHandle
 from jobrunner._worker.decide import (
     Crashed,
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Child", "Slot"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Longest the slot sleeps between checks while a job runs (signals, time-out).
 _POLL = 0.25

@@ -49,8 +49,10 @@ def test_long_job_with_short_ttr_runs_exactly_once(bsd: Beanstalkd, lab: Lab) ->
         assert doc["attempt"] == 1
         assert len(lab.runs("start")) == 1 and len(lab.runs("end")) == 1
         wait_for(
-            lambda: first.find("job_deleted", job_id="long")
-            or second.find("job_deleted", job_id="long"),
+            lambda: (
+                first.find("job_deleted", job_id="long")
+                or second.find("job_deleted", job_id="long")
+            ),
             30,
             what="the job deleted",
         )

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner._worker import Worker
 from jobrunner._worker.child_handle import ChildDied
+from jobrunner._worker.node import Worker
 from jobrunner._worker.protocol import Finished, RunJob
 from jobrunner._worker.slot import Slot
 from jobrunner.config import load_config
