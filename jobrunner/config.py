@@ -157,6 +157,20 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    create_results_dir: bool = _opt(
+        False, "create the results directory when it does not exist", commands=(SERVE,)
+    )
+    idle_timeout: float = _opt(
+        10.0,
+        "seconds a connection may wait for a complete request head (idle or slow) before closing",
+        commands=(SERVE,),
+    )
+    max_connections: int = _opt(
+        0,
+        "most client connections open at once (0: half the file-descriptor limit)",
+        commands=(SERVE,),
+    )
+    access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
     # all commands
     log_level: str = _opt(
         "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
@@ -362,6 +376,14 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.idle_timeout <= 0:
+        problems.append(f"idle_timeout must be above 0, got {config.idle_timeout}")
+    if config.max_connections < 0:
+        problems.append(f"max_connections must not be negative, got {config.max_connections}")
+    for name in ("port", "metrics_port"):
+        port = getattr(config, name)
+        if port is not None and not 1 <= port <= 65535:
+            problems.append(f"{name} must be a TCP port from 1 to 65535, got {port}")
     if config.running_delay < 0:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
