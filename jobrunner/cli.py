@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.worker import Worker
 
     return Worker(config).run()
@@ -239,7 +239,7 @@ def submit_arguments(args: argparse.Namespace) -> tuple[str | dict[str, str], di
 def cmd_submit(args: argparse.Namespace) -> int:
     """``jobrunner submit``: validate and put one job; print its id."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Client
 
     inputs, params = submit_arguments(args)
@@ -312,7 +312,7 @@ def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: boo
 def cmd_status(args: argparse.Namespace) -> int:
     """``jobrunner status``: the current result document of a job, readable or raw."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.follow import ResultReader, describe, resolve_result_url
 
     url = resolve_result_url(args.target, config.base_url)
@@ -334,7 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     if config.results_dir is None:
         raise ConfigError("serve needs --results-dir (or JOBRUNNER_RESULTS_DIR)")
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.serve import run_server
 
     return run_server(config)

@@ -175,6 +175,11 @@ class Config:
     log_level: str = _opt(
         "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
     )
+    log_format: str = _opt(
+        "auto",
+        "json (one JSON object per line), console, or auto: console on a terminal, else json",
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS),
+    )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     def as_dict(self, *, mask: bool = True) -> dict[str, Any]:
@@ -404,6 +409,8 @@ def validate(config: Config) -> None:
         problems.append(
             f"log_level must be debug, info, warning or error, got {config.log_level!r}"
         )
+    if config.log_format not in ("auto", "json", "console"):
+        problems.append(f"log_format must be auto, json or console, got {config.log_format!r}")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     # A bad --allow-host entry must fail here, before any child process starts.

@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 import greenstalk
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.errors import JobNotFound, QueueError
 
 __all__ = [
@@ -42,7 +42,7 @@ SOCKET_TIMEOUT = 30.0
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 15.0
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -5,7 +5,9 @@ Everything listens on 127.0.0.1 and every wait loop is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,32 @@ async def answer_lifespan(receive: Callable[[], Any], send: Callable[[Any], Any]
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class _EventList(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = dict(record.msg) if isinstance(record.msg, dict) else {"event": record.msg}
+        event.setdefault("log_level", record.levelname.lower())
+        self.events.append(event)
+
+
+@contextlib.contextmanager
+def capture_events(logger: str = "jobrunner") -> Iterator[list[dict[str, Any]]]:
+    """Collect the events jobrunner logs inside the block (as dicts, every level)."""
+    handler = _EventList()
+    target = logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield handler.events
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
 
 
 def wait_for(

@@ -3,8 +3,8 @@
 Every warning and error event is counted per event name; past a small burst
 within a window, further events of that name are dropped and the next one
 let through says how many were (``suppressed=N``). uvicorn's and asyncio's
-own stdlib records (``Invalid HTTP request received.``, ``socket.accept() out
-of system resource``) go through the same limit as structlog events.
+own records (``Invalid HTTP request received.``, ``socket.accept() out
+of system resource``) go through the same limit as the server's own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-import structlog
+from jobrunner._log import get_logger
 
 __all__ = ["RateLimit", "ServeLog", "StdlibBridge"]
 
@@ -48,7 +48,7 @@ class ServeLog:
     """The server's logger: info passes, warnings and errors are rate-limited per event."""
 
     def __init__(self, name: str, limit: RateLimit) -> None:
-        self._log = structlog.get_logger(name)
+        self._log = get_logger(name)
         self._limit = limit
 
     def info(self, event: str, **kw: Any) -> None:
@@ -86,7 +86,7 @@ log = ServeLog("jobrunner.serve", LIMIT)
 
 
 class StdlibBridge(logging.Handler):
-    """Forwards uvicorn's and asyncio's stdlib records as structlog events, rate-limited.
+    """Forwards uvicorn's and asyncio's records as jobrunner events, rate-limited.
 
     uvicorn's access records (``uvicorn.access``) become ``request_served``
     events with the client, method, path and status.

@@ -125,7 +125,7 @@ def run_server(config: Config) -> int:
             http=protocol_class(guard),
             timeout_keep_alive=max(1, round(config.idle_timeout)),
             h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
-            log_config=None,  # logging is configured by the CLI, with structlog
+            log_config=None,  # logging is configured by the CLI
             access_log=config.access_log,
             lifespan="on",
             ws="none",

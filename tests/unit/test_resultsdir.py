@@ -15,6 +15,7 @@ from jobrunner.resultsdir import (
     PathConflict,
     ResultsDir,
     UnsafePath,
+    is_safe_segment,
     relative_result_path,
     split_url_path,
 )
@@ -185,3 +186,9 @@ def test_unpaired_surrogate_in_result_url_is_refused() -> None:
     """A result path that is not valid Unicode is refused, not an exception."""
     with pytest.raises(ResultRefused):
         relative_result_path("http://results.test:8080/r/\ud800.json", BASE)
+
+
+def test_segment_with_trailing_newline_is_not_safe() -> None:
+    """A path segment is matched in full: "name\\n" is not a safe segment."""
+    assert is_safe_segment("name.json")
+    assert not is_safe_segment("name.json\n")
