@@ -170,6 +170,9 @@ class Config:
         "most client connections open at once (0: half the file-descriptor limit)",
         commands=(SERVE,),
     )
+    body_timeout: float = _opt(
+        60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
+    )
     access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
     # all commands
     log_level: str = _opt(
@@ -381,8 +384,9 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
-    if config.idle_timeout <= 0:
-        problems.append(f"idle_timeout must be above 0, got {config.idle_timeout}")
+    for name in ("idle_timeout", "body_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
     if config.max_connections < 0:
         problems.append(f"max_connections must not be negative, got {config.max_connections}")
     for name in ("port", "metrics_port"):

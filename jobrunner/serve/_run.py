@@ -26,6 +26,8 @@ _GRACEFUL_SHUTDOWN = 10
 _RESERVED_FDS = 64
 #: The soft file-descriptor limit is raised towards the hard one, up to this.
 _WANTED_FDS = 65536
+#: Longest queue of connections not yet accepted (nginx's default).
+_MAX_BACKLOG = 511
 #: Largest request head (request line and headers), in bytes.
 _MAX_HEAD_BYTES = 16 * 1024
 
@@ -82,7 +84,7 @@ def run_server(config: Config) -> int:
     """Serve ``config.results_dir`` on ``config.host``:``config.port`` until SIGTERM/SIGINT.
 
     Uses the ``serve`` settings of ``config`` (``cors_origin``, ``put_token``,
-    ``max_put_bytes``, ``idle_timeout``, ``max_connections``, ``access_log``,
+    ``max_put_bytes``, ``body_timeout``, ``idle_timeout``, ``max_connections``, ``access_log``,
     ``create_results_dir``). On SIGTERM or SIGINT the server stops accepting
     connections, lets requests in flight finish (for at most a few seconds)
     and returns 0.
@@ -110,6 +112,7 @@ def run_server(config: Config) -> int:
         cors_origins=config.cors_origin,
         put_token=config.put_token,
         max_put_bytes=config.max_put_bytes,
+        body_timeout=config.body_timeout,
     )
     try:
         sock = _bind(config.host, config.port)
@@ -119,7 +122,19 @@ def run_server(config: Config) -> int:
         )
         return 1
     guard = ConnectionGuard(max_connections, config.idle_timeout)
-    server = uvicorn.Server(
+    # asyncio accepts up to ``backlog`` connections in one go before the guard
+    # sees any of them: a small batch keeps descriptors for the evictions to
+    # complete. The kernel's queue is made longer once the server listens.
+    batch = max(16, max_connections // 8)
+    queue = min(_MAX_BACKLOG, max_connections)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for listening in sockets or ():
+                listening.listen(queue)
+
+    server = Server(
         uvicorn.Config(
             app,
             http=protocol_class(guard),
@@ -132,6 +147,7 @@ def run_server(config: Config) -> int:
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+            backlog=batch,
         )
     )
     # uvicorn re-raises the signal that stopped it once it has shut down;
@@ -150,8 +166,7 @@ def run_server(config: Config) -> int:
         bridged[name] = (logger.propagate, logger.level)
         logger.addHandler(bridge)
         logger.propagate = False
-        if name != "uvicorn.access":
-            logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.INFO if name == "uvicorn.access" else logging.WARNING)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
