@@ -29,6 +29,7 @@ from jobrunner.jobtype import JobType
 _logging.getLogger("jobrunner").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "Context",
     "InputInvalid",
@@ -40,14 +41,17 @@ __all__ = [
     "JobType",
     "ResultDocument",
     "Retry",
+    "Ticket",
     "__version__",
 ]
+
+_CLIENT_NAMES = ("AsyncClient", "Client", "Ticket")
 
 
 def __getattr__(name: str) -> object:
     # The client pulls in the queue adapter; load it only when asked for.
-    if name == "Client":
-        from jobrunner.client import Client
+    if name in _CLIENT_NAMES:
+        from jobrunner import client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")
