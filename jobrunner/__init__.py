@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 import logging as _logging
 
+from jobrunner.client import AsyncClient, Client, Ticket
+from jobrunner.codec import decode_result
 from jobrunner.context import Context
 from jobrunner.errors import (
     InputInvalid,
@@ -43,15 +45,5 @@ __all__ = [
     "Retry",
     "Ticket",
     "__version__",
+    "decode_result",
 ]
-
-_CLIENT_NAMES = ("AsyncClient", "Client", "Ticket")
-
-
-def __getattr__(name: str) -> object:
-    # The client pulls in the queue adapter; load it only when asked for.
-    if name in _CLIENT_NAMES:
-        from jobrunner import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")
