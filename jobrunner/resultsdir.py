@@ -190,10 +190,10 @@ def write_atomic(path: Path, body: bytes, *, fsync: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise PathConflict(
-            errno.ENOTDIR, "a file stands where a directory of the path is needed", str(path)
+            errno.ENOTDIR, "a file stands where a directory is needed", str(path)
         ) from None
     if path.is_dir():
-        raise PathConflict(errno.EISDIR, "a directory stands at the file's place", str(path))
+        raise PathConflict(errno.EISDIR, f"a directory stands at {path}", str(path))
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -209,9 +209,7 @@ def write_atomic(path: Path, body: bytes, *, fsync: bool = True) -> None:
         except FileNotFoundError:
             pass
         if isinstance(exc, IsADirectoryError):  # a directory appeared meanwhile
-            raise PathConflict(
-                errno.EISDIR, "a directory stands at the file's place", str(path)
-            ) from None
+            raise PathConflict(errno.EISDIR, f"a directory stands at {path}", str(path)) from None
         raise
     if fsync:
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -278,15 +276,36 @@ class ResultsDir:
             raise UnsafePath(f"{rel!r} leads outside the results directory through a symlink")
         return real
 
+    def blocker(self, path: Path) -> str | None:
+        """What on disk keeps the real path ``path`` from ever being written, or None.
+
+        A directory at the file's place, or a file where one of its parent
+        directories (below the root) is needed.
+        """
+        if path.is_dir():
+            return f"a directory stands at {path}"
+        for parent in path.parents:
+            if not is_inside(self.root, parent):
+                break
+            if parent.exists() and not parent.is_dir():
+                return f"the file {parent} stands where a directory is needed"
+        return None
+
     def write(self, rel: str, body: bytes, *, fsync: bool = True) -> bool:
         """Write ``body`` atomically at result path ``rel``; True when the file is new.
 
         Raises:
             UnsafePath: see :meth:`target`.
-            PathConflict: a directory or file is in the way.
+            PathConflict: a directory or file is in the way (its message says which).
             OSError: the write failed.
         """
         path = self.target(rel)
+        blocker = self.blocker(path)
+        if blocker is not None:
+            raise PathConflict(errno.EEXIST, blocker, str(path))
         created = not os.path.lexists(path)
-        write_atomic(path, body, fsync=fsync)
+        try:
+            write_atomic(path, body, fsync=fsync)
+        except PathConflict as exc:  # something got in the way meanwhile
+            raise PathConflict(exc.errno, self.blocker(path) or exc.strerror, str(path)) from None
         return created

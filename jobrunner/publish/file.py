@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobrunner.config import Config
-from jobrunner.errors import ConfigError, PublishFailed, ResultRefused
+from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked, ResultRefused
 from jobrunner.resultsdir import PathConflict, ResultsDir, UnsafePath, relative_result_path
 
 __all__ = ["FilePublisher"]
@@ -43,8 +43,15 @@ class FilePublisher:
             raise ResultRefused(f"result URL {url!r}: {exc}") from None
 
     def check(self, url: str) -> None:
-        """Refuse a result URL outside the base URL or the results directory."""
-        self.path_for(url)
+        """Refuse a result URL outside the results directory, or blocked on disk.
+
+        Raises:
+            jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
+            jobrunner.errors.ResultBlocked: a directory or file stands in the way.
+        """
+        blocker = self.results.blocker(self.path_for(url))
+        if blocker is not None:
+            raise _blocked(url, blocker)
 
     def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
         """Write the document atomically at the path the URL maps to.
@@ -53,8 +60,8 @@ class FilePublisher:
         renamed into place atomically, but losing it in a power cut is harmless.
 
         Raises:
-            jobrunner.errors.ResultRefused: the URL is unsafe, or a directory
-                or file on disk stands in the document's way (permanent).
+            jobrunner.errors.ResultRefused: the URL is unsafe.
+            jobrunner.errors.ResultBlocked: a directory or file stands in the way.
             jobrunner.errors.PublishFailed: the write failed.
         """
         rel = relative_result_path(url, self.base_url)
@@ -63,9 +70,7 @@ class FilePublisher:
         except UnsafePath as exc:
             raise ResultRefused(f"result URL {url!r}: {exc}") from None
         except PathConflict as exc:
-            raise ResultRefused(
-                f"result URL {url!r} cannot be written: {exc.strerror} ({rel})"
-            ) from None
+            raise _blocked(url, exc.strerror or str(exc)) from None
         except OSError as exc:
             raise PublishFailed(
                 f"writing {self.results.root / rel} failed: {exc.strerror or exc}"
@@ -73,3 +78,10 @@ class FilePublisher:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _blocked(url: str, blocker: str) -> ResultBlocked:
+    return ResultBlocked(
+        f"result URL {url!r} can never be written: {blocker}; remove it from the "
+        "results directory or use another result URL"
+    )

@@ -94,7 +94,12 @@ async def put(
         raise Refused(400, str(exc)) from None
     except PathConflict as exc:
         log.warning("put_refused", path=rel, client=_peer(request), status=409, error=exc.strerror)
-        raise Refused(409, f"{rel}: {exc.strerror}") from None
+        # The message names no server path: only what the client sent.
+        raise Refused(
+            409,
+            f"{rel} cannot be written: a directory stands at its place, "
+            "or a file where one of its directories must be",
+        ) from None
     except OSError as exc:
         log.error("result_write_failed", path=rel, error=exc.strerror or str(exc))
         raise Refused(500, f"writing the result failed: {exc.strerror or exc}") from None

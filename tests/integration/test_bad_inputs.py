@@ -271,6 +271,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     results_dir.mkdir(parents=True)
     (results_dir / "escape").symlink_to(outside)
     (results_dir / "linked.json").symlink_to(outside / "linked.json")
+    (results_dir / "blocked-by-dir.json").mkdir()  # a directory where a result must go
+    (results_dir / "blocked-by-file").write_text("a file where a directory must go")
 
     # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
@@ -876,6 +878,24 @@ TABLE = [
     bad_result("result-query", "{res}{name}.json?x=1", "query"),
     bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
     bad_result("result-directory", "{res}", "must name a file"),
+    row(
+        "result-blocked-by-directory",
+        Bad(
+            "result_blocked",
+            "a directory stands at",
+            job(result="{res}blocked-by-dir.json"),
+            published=False,
+        ),
+    ),
+    row(
+        "result-blocked-by-file",
+        Bad(
+            "result_blocked",
+            "stands where a directory is needed",
+            job(result="{res}blocked-by-file/{name}.json"),
+            published=False,
+        ),
+    ),
     refused(
         "client-lone-surrogate-in-result", "unpaired surrogate", result="{res}\ud800{name}.json"
     ),

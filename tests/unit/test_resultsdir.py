@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.config import load_config
-from jobrunner.errors import ConfigError, ResultRefused
+from jobrunner.errors import ConfigError, ResultBlocked, ResultRefused
 from jobrunner.publish.file import FilePublisher
 from jobrunner.resultsdir import (
     PathConflict,
@@ -174,12 +174,24 @@ def test_file_publisher_writes_atomically(tmp_path: Path) -> None:
         publisher.check(BASE + "../x.json")
 
 
-def test_file_publisher_conflict_is_refused(tmp_path: Path) -> None:
-    """A directory standing at a result's place is a permanent refusal, not a retryable failure."""
+def test_blocked_result_paths_are_permanent_result_blocked(tmp_path: Path) -> None:
+    """A directory at the file's place, or a file where a directory is needed, is a
+    permanent ResultBlocked from check() and from publish() (a blocker that appeared after
+    the check), never a retryable publish failure."""
     config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
-    (tmp_path / "taken.json").mkdir()
-    with pytest.raises(ResultRefused, match="cannot be written"):
-        FilePublisher(config).publish(BASE + "taken.json", b"{}")
+    publisher = FilePublisher(config)
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "file").write_text("in the way")
+    for url, says in (
+        (BASE + "dir.json", "a directory stands at"),
+        (BASE + "file/x.json", "the file"),
+    ):
+        with pytest.raises(ResultBlocked, match=says) as info:
+            publisher.check(url)
+        assert info.value.retryable is False
+        with pytest.raises(ResultBlocked, match=says):
+            publisher.publish(url, b"{}")
+    publisher.check(BASE + "free/x.json")  # not blocked: created on publish
 
 
 def test_unpaired_surrogate_in_result_url_is_refused() -> None:

@@ -195,5 +195,11 @@ class Simulation(JobType):
             "totals": {key: round(value, 6) for key, value in summary.items()},
             "interval": load.step,
             "pv": pv_source,
+            "battery": {
+                "capacity_kwh": battery.capacity_kwh,
+                "max_charge_kw": battery.max_charge_kw,
+                "max_discharge_kw": battery.max_discharge_kw,
+                "efficiency": battery.efficiency,
+            },
             "input": {**load.stats, "start": load.start, "end": load.end, "unit": unit},
         }
