@@ -868,13 +868,15 @@ TABLE = [
     ),
     bad_result("result-dotdot", "{res}a/../../{name}.json", "'..'"),
     bad_result("result-%2e%2e", "{res}%2e%2e/%2E%2e/{name}.json", "'..'"),
-    bad_result("result-encoded-slash", "{res}a%2f..%2f..%2f{name}.json", "'..'"),
+    bad_result("result-encoded-slash", "{res}a%2f..%2f..%2f{name}.json", "encoded '/' (%2F)"),
     bad_result("result-backslash", "{res}..\\..\\{name}.json", "backslashes"),
     bad_result("result-encoded-backslash", "{res}..%5c..%5c{name}.json", "backslashes"),
     bad_result("result-symlinked-dir-escape", "{res}escape/{name}.json", "symlink"),
     bad_result("result-symlinked-file-escape", "{res}linked.json", "symlink"),
     bad_result("result-dot-named", "{res}.{name}.json", "must not start with a dot"),
-    bad_result("result-absolute-path", "{res}/tmp/{name}.json", "''"),
+    bad_result(
+        "result-absolute-path", "{res}/tmp/{name}.json", "empty, '.' and '..' path segments"
+    ),
     bad_result("result-query", "{res}{name}.json?x=1", "query"),
     bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
     bad_result("result-directory", "{res}", "must name a file"),
