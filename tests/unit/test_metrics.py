@@ -37,6 +37,7 @@ def test_wrong_labels_are_refused() -> None:
 
 def test_collector_failure_does_not_break_scrape() -> None:
     """A gauge whose collector raises is reported as a comment, the rest still renders."""
+
     def broken() -> list[tuple[tuple[str, ...], float]]:
         raise ConnectionError("down")
 
