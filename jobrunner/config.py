@@ -67,8 +67,12 @@ _MIB = 1024 * 1024
 WORK = "work"
 SUBMIT = "submit"
 SERVE = "serve"
-QUEUE = "queue"  # stats, peek, buried, kick, delete, status
+QUEUE = "queue"  # stats, peek, buried, kick, delete, schedule
 STATUS = "status"  # jobrunner status: reads result documents
+
+
+#: Tables of the same TOML file read by one command only (``jobrunner schedule``).
+TABLES = ("schedule", "scheduler")
 
 
 def _opt(
@@ -308,11 +312,11 @@ def _convert(setting: Setting, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: invalid value {value!r} for {setting.name}: {exc}") from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+def read_toml_tables(path: Path) -> dict[str, Any]:
+    """Read a whole TOML file (settings and the other commands' tables).
 
     Raises:
-        ConfigError: unreadable file, TOML syntax error or unknown key.
+        ConfigError: unreadable file or TOML syntax error.
     """
     try:
         with path.open("rb") as fh:
@@ -321,9 +325,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error or unknown key.
+    """
+    data = read_toml_tables(path)
     if isinstance(data.get("jobrunner"), dict):
         data = {**{k: v for k, v in data.items() if k != "jobrunner"}, **data["jobrunner"]}
-    known = {s.name for s in settings()}
+    known = {s.name for s in settings()} | set(TABLES)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -353,6 +367,8 @@ def load_config(
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     file_values = read_toml(Path(config_file)) if config_file else {}
+    for table in TABLES:
+        file_values.pop(table, None)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     _warn_unknown_env(env)

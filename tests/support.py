@@ -170,6 +170,9 @@ def put_raw(
 class LoggedProcess:
     """A child process whose JSON-lines stderr is collected as events."""
 
+    #: Every one started; the ``_no_leftover_processes`` fixture stops those a test left.
+    started: list[LoggedProcess] = []
+
     def __init__(
         self, cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> None:
@@ -178,6 +181,7 @@ class LoggedProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd
         )
+        LoggedProcess.started.append(self)
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -374,7 +378,11 @@ class Worker(LoggedProcess):
             args += ["--beanstalk", server]
         super().__init__(jobrunner_cmd(*args, *extra), env=worker_env(**dict(env or {})))
         if wait_ready:
-            self.wait_event("worker_started", timeout=20)
+            try:
+                self.wait_event("worker_started", timeout=20)
+            except BaseException:
+                self.stop()  # a worker that did not start must not outlive the test
+                raise
 
 
 def read_json(path: Path) -> Any:

@@ -18,7 +18,9 @@ SYSTEMD = ROOT / "examples" / "systemd"
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("unit", ["jobrunner-worker.service", "jobrunner-serve.service"])
+@pytest.mark.parametrize(
+    "unit", ["jobrunner-worker.service", "jobrunner-serve.service", "jobrunner-schedule.service"]
+)
 def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
     """systemd accepts every directive of the example units (no warning, no error)."""
     analyze = require_binary("systemd-analyze")
@@ -49,3 +51,15 @@ def test_example_worker_toml_is_valid() -> None:
     assert config.publisher == ("file", "rsync")
     assert config.sources["rsync_peer"] == "file"
     assert config.metrics_port == 9464
+
+
+def test_example_schedule_toml_is_valid() -> None:
+    """examples/systemd/schedule.toml loads: its settings, its scheduler group and both
+    schedules, each job document valid."""
+    from jobrunner.schedule import load_schedules
+
+    config = load_config(config_file=SYSTEMD / "schedule.toml", env={})
+    assert config.beanstalk == ("127.0.0.1:11300",)
+    settings, schedules = load_schedules(SYSTEMD / "schedule.toml")
+    assert settings.group == "default"
+    assert [s.name for s in schedules] == ["forecast-meter-17", "grid-refresh"]
