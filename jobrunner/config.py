@@ -50,6 +50,7 @@ KNOWN_OTHER_ENV = frozenset(
         "JOBRUNNER_CONFIG",
         "JOBRUNNER_SKIP_SETUP",
         "JOBRUNNER_BROWSER_TESTS",
+        "JOBRUNNER_PROMTOOL_TESTS",
         "JOBRUNNER_BENCH_CACHE",
     }
 )
@@ -175,6 +176,11 @@ class Config:
     )
     metrics_port: int | None = _opt(
         None, "serve Prometheus metrics and /health on this port", metavar="PORT"
+    )
+    metrics_queue: bool = _opt(
+        False,
+        "also export the watched tubes' depth (jobrunner_queue_jobs): on one worker only, "
+        "or sum() over workers counts each job once per worker",
     )
     # serve
     host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
