@@ -146,13 +146,6 @@ class Decision:
         """
         return self.failure is not None and self.failure.code not in _UNPUBLISHABLE
 
-    @property
-    def outcome(self) -> str:
-        """The metrics label: ``done``, ``released``, or the error code."""
-        if self.action is Action.RELEASE:
-            return "released"
-        return self.code or "done"
-
     def unpublished(self) -> Decision:
         """The decision when its failure document could not be published: never delete."""
         if self.action is Action.DELETE:

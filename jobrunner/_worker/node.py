@@ -46,7 +46,9 @@ class Worker:
         self.publishers: PublisherChain = build_publishers(config)
         self._publish_lock = threading.Lock()  # publishers serve one thread at a time
         self.metrics = WorkerMetrics(
-            reconnects=self._reconnects, servers_up=self._servers_up, queue=self._queue_depth
+            reconnects=self._reconnects,
+            servers_up=self.servers_reachable,
+            queue=self._queue_depth if config.metrics_queue else None,
         )
         # Connections of the metrics scraper's own (reservations stay with the slots).
         self._probes = [Connection(address) for address in config.beanstalk]
@@ -55,12 +57,12 @@ class Worker:
 
     # -- metrics and health ---------------------------------------------------
 
-    def _reconnects(self) -> list[tuple[tuple[str, ...], float]]:
+    def _reconnects(self) -> dict[str, int]:
         totals = {address: 0 for address in self.config.beanstalk}
         for slot in self.slots:
             for conn in slot.connections:
                 totals[conn.address] += conn.reconnects
-        return [((address,), float(n)) for address, n in totals.items()]
+        return totals
 
     def servers_reachable(self) -> int:
         """How many configured servers at least one slot is connected to (or trying)."""
@@ -70,12 +72,9 @@ class Worker:
             if any(not slot.connections[index].down for slot in self.slots)
         )
 
-    def _servers_up(self) -> list[tuple[tuple[str, ...], float]]:
-        return [((), float(self.servers_reachable()))]
-
-    def _queue_depth(self) -> list[tuple[tuple[str, ...], float]]:
+    def _queue_depth(self) -> list[tuple[tuple[str, str, str], float]]:
         states = ("ready", "reserved", "delayed", "buried")
-        samples: list[tuple[tuple[str, ...], float]] = []
+        samples: list[tuple[tuple[str, str, str], float]] = []
         with self._probe_lock:
             for conn in self._probes:
                 for tube in self.config.tube:
@@ -92,18 +91,21 @@ class Worker:
         return samples
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy unless no server is reachable or a slot cannot start its child."""
+        """Healthy unless no server is reachable, a slot cannot start its child, or
+        results failed to publish for several jobs in a row."""
         servers = self.servers_reachable()
         broken = [slot.index for slot in self.slots if slot.child_failures >= 2]
-        details = {
+        publishing = self.metrics.publishing_ok()
+        details: dict[str, Any] = {
             "servers_up": servers,
             "servers": len(self.config.beanstalk),
             "slots": len(self.slots),
             "busy": sum(1 for slot in self.slots if slot.busy),
             "broken_slots": broken,
+            "publishing": publishing,
             "stopping": self.stopping.is_set(),
         }
-        return servers > 0 and not broken, details
+        return servers > 0 and not broken and publishing, details
 
     # -- life cycle ----------------------------------------------------------
 
@@ -141,7 +143,7 @@ class Worker:
         for conn in self._probes:
             conn.close()
         self.publishers.close()
-        log.info("worker_stopped", counters=self.metrics.totals())
+        log.info("worker_stopped")
         return 0
 
     def stop(self, *, now: bool = False) -> None:

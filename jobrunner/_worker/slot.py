@@ -138,7 +138,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self._bury_unhandled(*found)
         finally:
             self.busy = False
-            self.metrics.job_left()
+            self.metrics.job_ended()
 
     def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
         """Bury a job whose handling failed in jobrunner itself (a bug, not the job's fault).
@@ -148,7 +148,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         once the worker is fixed.
         """
         log.exception("slot_error", slot=self.index, beanstalk_id=reserved.id)
-        self.metrics.job_finished("unknown", "internal_error", 0.0)
+        self.metrics.job_finished(None, "bury", "internal_error", 0.0)
         if not conn.holds(reserved):
             return
         try:
@@ -245,7 +245,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         decision = decide(event, attempt=lease.attempt, retries=retries, stopping=stopping)
         if decision.failure is not None or decision.note is not None:
             decision = self._publish(decision, job, invalid, lease, finished, bound)
-        self._end(lease, decision, job.type if job else "unknown", finished, t0, bound)
+        self._end(lease, decision, job.type if job else None, finished, t0, bound)
 
     def _run(self, job: Job, lease: Lease, t0: float, bound: Any) -> tuple[Event, Finished | None]:
         """Run the job in the child; the event that ended it, and the child's report."""
@@ -389,7 +389,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self,
         lease: Lease,
         decision: Decision,
-        job_type: str,
+        job_type: str | None,
         finished: Finished | None,
         t0: float,
         bound: Any,
@@ -404,7 +404,6 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             fields["delay"] = decision.delay
         if not lease.end(decision.action, decision.delay):
             bound.warning("job_ack_lost", action=decision.action.value, error=lease.error, **fields)
-            self.metrics.job_finished(job_type, "ack_lost", time.monotonic() - t0)
             return
         duration = time.monotonic() - t0
         if finished is not None:
@@ -414,5 +413,4 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             fields["error"] = error.message
         level = bound.warning if decision.action is Action.BURY else bound.info
         level(_EVENTS[decision.action], duration_s=round(duration, 4), **fields)
-        retry = decision.action is Action.RELEASE and decision.code is not None
-        self.metrics.job_finished(job_type, decision.outcome, duration, retry=retry)
+        self.metrics.job_finished(job_type, decision.action.value, decision.code, duration)

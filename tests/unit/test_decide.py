@@ -6,7 +6,6 @@ import pytest
 
 from jobrunner._worker.decide import (
     Crashed,
-    Decision,
     Done,
     Event,
     Failed,
@@ -250,15 +249,6 @@ def test_a_refused_result_url_is_not_published_to() -> None:
     refused = decide(Failed(_error("result_refused")), attempt=1, retries=RETRIES)
     assert refused.failure is not None and not refused.publishable
     assert decide(Failed(_error("plugin_error")), attempt=1, retries=RETRIES).publishable
-
-
-@pytest.mark.parametrize(
-    ("action", "code", "outcome"),
-    [(DELETE, None, "done"), (RELEASE, "input_failed", "released"), (BURY, "timeout", "timeout")],
-)
-def test_outcome_label(action: Action, code: str | None, outcome: str) -> None:
-    """The metrics label is done, released, or the error code."""
-    assert Decision(action=action, code=code).outcome == outcome
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
