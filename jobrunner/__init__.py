@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 import logging as _logging
 
-from jobrunner.client import Client
+from jobrunner.client import AsyncClient, Client, Ticket
 from jobrunner.codec import decode_result
 from jobrunner.context import Context
 from jobrunner.errors import (
@@ -31,6 +31,7 @@ from jobrunner.jobtype import JobType
 _logging.getLogger("jobrunner").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "Context",
     "InputInvalid",
@@ -42,6 +43,7 @@ __all__ = [
     "JobType",
     "ResultDocument",
     "Retry",
+    "Ticket",
     "__version__",
     "decode_result",
 ]

@@ -50,6 +50,7 @@ KNOWN_OTHER_ENV = frozenset(
         "JOBRUNNER_CONFIG",
         "JOBRUNNER_SKIP_SETUP",
         "JOBRUNNER_BROWSER_TESTS",
+        "JOBRUNNER_PROMTOOL_TESTS",
         "JOBRUNNER_BENCH_CACHE",
     }
 )
@@ -176,6 +177,11 @@ class Config:
     metrics_port: int | None = _opt(
         None, "serve Prometheus metrics and /health on this port", metavar="PORT"
     )
+    metrics_queue: bool = _opt(
+        False,
+        "also export the watched tubes' depth (jobrunner_queue_jobs): on one worker only, "
+        "or sum() over workers counts each job once per worker",
+    )
     # serve
     host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
     port: int = _opt(8080, "port the results server listens on", commands=(SERVE,))
@@ -191,6 +197,23 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    create_results_dir: bool = _opt(
+        False, "create the results directory when it does not exist", commands=(SERVE,)
+    )
+    idle_timeout: float = _opt(
+        10.0,
+        "seconds a connection may wait for a complete request head (idle or slow) before closing",
+        commands=(SERVE,),
+    )
+    max_connections: int = _opt(
+        0,
+        "most client connections open at once (0: half the file-descriptor limit)",
+        commands=(SERVE,),
+    )
+    body_timeout: float = _opt(
+        60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
+    )
+    access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
     # all commands
     log_level: str = _opt(
         "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
@@ -436,6 +459,15 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    for name in ("idle_timeout", "body_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.max_connections < 0:
+        problems.append(f"max_connections must not be negative, got {config.max_connections}")
+    for name in ("port", "metrics_port"):
+        port = getattr(config, name)
+        if port is not None and not 1 <= port <= 65535:
+            problems.append(f"{name} must be a TCP port from 1 to 65535, got {port}")
     if config.running_delay < 0:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
