@@ -66,7 +66,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_wheel_and_plugin_run_a_job_in_a_fresh_virtualenv(
     version: str, wheel: Path, beanstalkd: Beanstalkd, tmp_path: Path
 ) -> None:
-    """A fresh venv's base wheel has no server parts; with [worker] and a plugin it runs a job."""
+    """Fresh venv: the base wheel submits, server-free; with [worker] and a plugin it runs a job."""
     python = find_python(version)
     if python is None:
         message = f"Python {version} is not installed (pyenv install {version})"
@@ -84,6 +84,20 @@ def test_wheel_and_plugin_run_a_job_in_a_fresh_virtualenv(
     }
     assert not installed & SERVER_ONLY, installed & SERVER_ONLY
     assert "beanstalk-jobrunner" in installed
+    jobrunner = str(venv / "bin" / "jobrunner")
+    submit = [jobrunner, "submit", "--beanstalk", beanstalkd.address, "--tube", "web"]
+    job = ["--type", "echo", "--input", "https://in.test/a", "--result", "https://r.test/a"]
+    assert run([*submit, *job], tmp_path).strip()
+    assert beanstalkd.tube_stats("web")["current-jobs-ready"] == 1
+    missing = subprocess.run(
+        [jobrunner, "work", "--beanstalk", beanstalkd.address],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "pip install 'beanstalk-jobrunner[worker]'" in missing.stderr
 
     # A worker: the [worker] extra and a plugin from its own folder.
     run([*pip, f"{wheel}[worker]", str(ROOT / "examples" / "plugin-template")], tmp_path)
