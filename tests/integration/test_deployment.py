@@ -26,7 +26,12 @@ UNITS = [
     "jobrunner-schedule.service",
 ]
 #: The units that must score at most 3.0 ("OK") in ``systemd-analyze security``.
-HARDENED = ["jobrunner-worker.service", "jobrunner-worker@.service", "jobrunner-serve.service"]
+HARDENED = [
+    "jobrunner-worker.service",
+    "jobrunner-worker@.service",
+    "jobrunner-serve.service",
+    "jobrunner-schedule.service",
+]
 
 
 def installed_unit(unit: str, directory: Path) -> Path:
