@@ -198,6 +198,23 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    create_results_dir: bool = _opt(
+        False, "create the results directory when it does not exist", commands=(SERVE,)
+    )
+    idle_timeout: float = _opt(
+        10.0,
+        "seconds a connection may wait for a complete request head (idle or slow) before closing",
+        commands=(SERVE,),
+    )
+    max_connections: int = _opt(
+        0,
+        "most client connections open at once (0: half the file-descriptor limit)",
+        commands=(SERVE,),
+    )
+    body_timeout: float = _opt(
+        60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
+    )
+    access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
     # dashboard
     dashboard_host: str = _opt(
         "127.0.0.1",
@@ -468,6 +485,15 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    for name in ("idle_timeout", "body_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.max_connections < 0:
+        problems.append(f"max_connections must not be negative, got {config.max_connections}")
+    for name in ("port", "metrics_port"):
+        port = getattr(config, name)
+        if port is not None and not 1 <= port <= 65535:
+            problems.append(f"{name} must be a TCP port from 1 to 65535, got {port}")
     if config.running_delay < 0:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:

@@ -375,9 +375,13 @@ class InlineClient:
 
     def path(self, result_url: str) -> Path:
         """The file a result URL is published to (below ``results_dir``)."""
-        from jobrunner.publish.paths import resolve_result_path
+        from jobrunner.resultsdir import ResultsDir, UnsafePath, relative_result_path
 
-        return resolve_result_path(result_url, self.base_url, self.results_dir)
+        rel = relative_result_path(result_url, self.base_url)
+        try:
+            return ResultsDir(self.results_dir, create=True).target(rel)
+        except UnsafePath as exc:
+            raise ResultRefused(f"result URL {result_url!r}: {exc}") from None
 
     def document(self, result_url: str) -> dict[str, Any] | None:
         """The document published at ``result_url``, or None."""
@@ -448,8 +452,6 @@ class InlineClient:
             return
 
     def _publish(self, url: str, doc: Any) -> None:
-        from jobrunner.publish.file import write_atomic
+        from jobrunner.resultsdir import write_atomic
 
-        path = self.path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, codec.encode_result(doc), fsync=False)
+        write_atomic(self.path(url), codec.encode_result(doc), fsync=False)

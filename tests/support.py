@@ -22,12 +22,22 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.serve import answer_lifespan
 from jobrunner.testing import free_port, wait_for_port
 
 __all__ = ["answer_lifespan", "free_port", "wait_for_port"]  # re-exported for tests
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+async def answer_lifespan(receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+    """Answer an ASGI ``lifespan`` scope for the tests' small ASGI apps: nothing to set up."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 class _EventList(logging.Handler):

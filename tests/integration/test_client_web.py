@@ -4,6 +4,8 @@ tickets, status, cancellation, reconnects, bulk submission, asyncio."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from jobrunner.client import AsyncClient, Client, Ticket
 from jobrunner.errors import InvalidJob, QueueError
-from tests.support import Beanstalkd, Lab, ResultsServer, wait_for
+from tests.support import Beanstalkd, Lab, ResultsServer, jobrunner_cmd, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +220,62 @@ def _tubes(beanstalkd: Beanstalkd) -> list[str]:
         return conn.tubes()
     finally:
         conn.close()
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        jobrunner_cmd(*args), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_cli_status_and_cancel_take_the_ticket_submit_prints(
+    beanstalkd: Beanstalkd, web_lab: Lab
+) -> None:
+    """``submit`` prints the ticket; ``status TICKET`` says queued (JSON too); ``cancel
+    TICKET`` cancels (exit 0) and a second cancel says it is left alone (exit 1)."""
+    submitted = _cli(
+        "submit",
+        "--beanstalk",
+        beanstalkd.address,
+        "--type",
+        "echo",
+        "--input",
+        web_lab.input_url,
+        "--result",
+        web_lab.base_url + "cli.json",
+        "--delay",
+        "600",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    ticket = submitted.stderr.split("ticket ", 1)[1].split()[0]
+    assert Ticket.parse(ticket).job_id == submitted.stdout.strip()
+    shown = _cli("status", ticket)
+    assert shown.returncode == 0 and shown.stdout.startswith("delayed: job ")
+    assert json.loads(_cli("status", ticket, "--json").stdout)["state"] == "delayed"
+    cancelled = _cli("cancel", ticket)
+    assert cancelled.returncode == 0 and "is cancelled" in cancelled.stdout
+    assert json.loads(_cli("status", ticket, "--json").stdout)["state"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    ["jr1.", "jr1.!!!", "jr1.bm90IGpzb24", "jr1.WzEsMiwzXQ", "jr1." + "A" * 5000],
+)
+def test_cli_refuses_damaged_tickets(ticket: str) -> None:
+    """A damaged ticket is bad usage (exit 2) with a message, for status and cancel."""
+    for command in ("status", "cancel"):
+        done = _cli(command, ticket)
+        assert done.returncode == 2, done.stderr
+        assert "not a jobrunner ticket" in done.stderr
+
+
+def test_status_of_a_ticket_whose_server_is_gone(bsd: Beanstalkd, web_lab: Lab) -> None:
+    """A ticket naming a beanstalkd that is down: status fails with a clear message
+    (exit 1) after the bounded retries, and cancel likewise; nothing hangs."""
+    with Client(bsd.address) as client:
+        job = _submit(client, web_lab, "sleep", "gone")
+    bsd.stop()
+    for command in ("status", "cancel"):
+        done = _cli(command, job.ticket, timeout=30)
+        assert done.returncode == 1
+        assert bsd.address in done.stderr and "beanstalkd" in done.stderr
