@@ -250,6 +250,36 @@ def _run(argv: Sequence[str] | None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        extra = _COMMAND_EXTRAS.get(args.command, extra)
+        print(
+            f"jobrunner {args.command}: needs {exc.name}, which comes with the "
+            f"'{extra}' extra: pip install 'beanstalk-jobrunner[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+# Optional dependencies, by the extra that installs them (setup.cfg); the
+# commands that run a service need that service's whole extra.
+_EXTRAS = {
+    "httpx": "status",
+    "stevedore": "worker",
+    "cronsim": "worker",
+    "prometheus_client": "worker",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "numpy": "timeseries",
+}
+_COMMAND_EXTRAS = {
+    "work": "worker",
+    "schedule": "worker",
+    "serve": "serve",
+    "dashboard": "dashboard",
+}
 
 
 def _silence_stdout() -> None:
