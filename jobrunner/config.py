@@ -157,6 +157,18 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    cache_finished: int = _opt(
+        86400,
+        "seconds HTTP caches may keep a done or failed result document (0: revalidate always)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    cache_not_found: int = _opt(
+        2,
+        "seconds HTTP caches may keep a 404 (a result not yet published; 0: never)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
     # all commands
     log_level: str = _opt(
         "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
@@ -366,6 +378,9 @@ def validate(config: Config) -> None:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
         problems.append(f"grace must not be negative, got {config.grace}")
+    for name in ("cache_finished", "cache_not_found"):
+        if not 0 <= getattr(config, name) <= 10 * 365 * 86400:
+            problems.append(f"{name} must be 0 to 315360000 seconds, got {getattr(config, name)}")
     if config.max_redirects < 0:
         problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
     for address in config.beanstalk:

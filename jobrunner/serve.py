@@ -18,13 +18,21 @@ What is served
     404. Symlinks that stay inside are followed.
 
 Caching
-    Result documents change while a job runs (``running`` → ``done``), so
-    every answer says ``Cache-Control: no-cache``: caches may keep a copy but
-    must revalidate it each time. Revalidation is cheap: the strong ``ETag``
-    is a hash of the content — identical on every replica of a document,
-    whichever worker behind a load balancer answers — and ``If-None-Match``
-    (or, without it, ``If-Modified-Since``, one-second resolution) gets a
-    ``304 Not Modified`` with no body.
+    ``Cache-Control`` follows the document's status (:mod:`jobrunner.caching`):
+    ``done`` and ``failed`` documents may be cached for long (a day unless
+    configured), ``running`` ones for one second, 404s for a few seconds, so
+    that an HTTP cache in front of the workers (``examples/varnish/``) absorbs
+    the polling. Revalidation is cheap: the strong ``ETag`` is a hash of the
+    content — identical on every replica of a document, whichever worker
+    behind a load balancer answers — and ``If-None-Match`` (or, without it,
+    ``If-Modified-Since``, one-second resolution) gets a ``304 Not Modified``
+    with no body.
+
+Health
+    ``GET /health`` answers 200 ``{"status": "ok"}`` while the results
+    directory can be read, 503 otherwise, never cached: the probe of a load
+    balancer or of Varnish. (A result file named ``health`` at the top of the
+    results directory is therefore not reachable.)
 
 Cross-origin reads (CORS)
     For each ``--cors-origin`` the matching ``Origin`` is echoed with
@@ -69,6 +77,7 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
+from jobrunner.caching import CachePolicy, StatusMemo, cache_control, document_status
 from jobrunner.codec import decode_result
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
@@ -269,6 +278,7 @@ class ResultsApp:
         put_token: str | None = None,
         max_put_bytes: int = DEFAULT_MAX_PUT_BYTES,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        cache_policy: CachePolicy | None = None,
     ) -> None:
         self.root = os.path.realpath(results_dir)
         if not os.path.isdir(self.root):
@@ -292,6 +302,8 @@ class ResultsApp:
         self.max_file_bytes = max_file_bytes
         self.methods = (*_READ_METHODS, "PUT") if put_token is not None else _READ_METHODS
         self.allow = ", ".join(self.methods)
+        self.cache_policy = cache_policy if cache_policy is not None else CachePolicy()
+        self._statuses = StatusMemo()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -319,6 +331,10 @@ class ResultsApp:
         except Exception:
             log.exception("request_failed", method=method, path=scope.get("path"))
             response = _error(500, "internal server error")
+        if response.status == 404:
+            response.headers = [(k, v) for k, v in response.headers if k != "cache-control"] + [
+                ("cache-control", cache_control(self.cache_policy, 404, None))
+            ]
         response.headers += self._cors(headers.get("origin"))
         if response.status not in (204, 304):
             response.headers.append(("content-length", str(len(response.body))))
@@ -345,7 +361,10 @@ class ResultsApp:
         self, method: str, scope: Scope, headers: dict[str, str], receive: Receive
     ) -> _Response:
         if method in ("GET", "HEAD"):
-            return await self._get(_raw_path(scope), headers)
+            raw_path = _raw_path(scope)
+            if raw_path == b"/health":
+                return self._health()
+            return await self._get(raw_path, headers)
         if method == "OPTIONS":
             return self._options(headers)
         if method == "PUT" and self.put_token is not None:
@@ -371,18 +390,37 @@ class ResultsApp:
             raise _Refused(404, "not found")
         body, info = await self._read_file(real)
         etag = _etag(body) if len(body) <= _INLINE_BYTES else await asyncio.to_thread(_etag, body)
+        known, status = self._statuses.get(etag)
+        if not known:
+            status = await _maybe_thread(len(body), document_status, body)
+            self._statuses.put(etag, status)
         response_headers = [
             ("etag", etag),
             ("last-modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-            ("cache-control", "no-cache"),
         ]
         if _not_modified(headers, etag, info.st_mtime):
+            response_headers.append(
+                ("cache-control", cache_control(self.cache_policy, 304, status))
+            )
             return _Response(304, response_headers)
+        response_headers.append(("cache-control", cache_control(self.cache_policy, 200, status)))
         response_headers += [
             ("content-type", _content_type(segments[-1])),
             ("x-content-type-options", "nosniff"),
         ]
         return _Response(200, response_headers, body)
+
+    def _health(self) -> _Response:
+        """Answer ``/health``: 200 while the results directory can be listed, else 503."""
+        healthy = os.path.isdir(self.root) and os.access(self.root, os.R_OK | os.X_OK)
+        body = json.dumps({"status": "ok" if healthy else "unhealthy"}).encode()
+        if not healthy:
+            log.warning("health_failed", results_dir=self.root)
+        return _Response(
+            200 if healthy else 503,
+            [("content-type", "application/json"), ("cache-control", "no-store")],
+            body,
+        )
 
     async def _read_file(self, path: str) -> tuple[bytes, os.stat_result]:
         """Read a regular file whole; anything else (directory, FIFO, symlink) is a 404."""
@@ -565,6 +603,7 @@ def create_app(
     put_token: str | None = None,
     max_put_bytes: int = DEFAULT_MAX_PUT_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    cache_policy: CachePolicy | None = None,
 ) -> ASGIApp:
     """Build the ASGI application serving ``results_dir``.
 
@@ -575,6 +614,8 @@ def create_app(
             ``PUT`` is refused (405) when ``None``.
         max_put_bytes: largest ``PUT`` body accepted (413 above).
         max_file_bytes: largest file served (files are read whole).
+        cache_policy: how long caches may keep finished documents and 404s
+            (:class:`~jobrunner.caching.CachePolicy`; its defaults when None).
 
     Returns:
         An ASGI 3 application.
@@ -588,6 +629,7 @@ def create_app(
         put_token=put_token,
         max_put_bytes=max_put_bytes,
         max_file_bytes=max_file_bytes,
+        cache_policy=cache_policy,
     )
 
 
@@ -620,7 +662,8 @@ def _bind(host: str, port: int) -> socket.socket:
 def run_server(config: Config) -> int:
     """Serve ``config.results_dir`` on ``config.host``:``config.port`` until SIGTERM/SIGINT.
 
-    Uses ``cors_origin``, ``put_token`` and ``max_put_bytes`` from ``config``.
+    Uses ``cors_origin``, ``put_token``, ``max_put_bytes``, ``cache_finished``
+    and ``cache_not_found`` from ``config``.
     The results directory is created when missing. On SIGTERM or SIGINT the
     server stops accepting connections, lets requests in flight finish (for
     at most a few seconds) and returns 0.
@@ -648,6 +691,7 @@ def run_server(config: Config) -> int:
         cors_origins=config.cors_origin,
         put_token=config.put_token,
         max_put_bytes=config.max_put_bytes,
+        cache_policy=CachePolicy(finished=config.cache_finished, not_found=config.cache_not_found),
     )
     try:
         sock = _bind(config.host, config.port)

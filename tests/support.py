@@ -5,6 +5,7 @@ Everything listens on 127.0.0.1 and every wait loop is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -43,6 +44,17 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def asgi_request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Send one request to an ASGI app in-process, through httpx."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://results.test") as c:
+            return await c.request(method, path, **kwargs)
+
+    return asyncio.run(go())
 
 
 def require_binary(name: str) -> str:
