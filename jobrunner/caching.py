@@ -10,15 +10,20 @@ browser itself) can absorb almost every read:
 =====================  =========================================================
 answer                 ``Cache-Control``
 =====================  =========================================================
-``done``, ``failed``   ``public, max-age=F`` (:attr:`CachePolicy.finished`)
+``done``, ``failed``   ``public, max-age=F, stale-while-revalidate=F,
+                       stale-if-error=F`` (F: :attr:`CachePolicy.finished`)
 ``running``            ``public, max-age=1`` (:data:`RUNNING_MAX_AGE`)
 404                    ``public, max-age=N`` (:attr:`CachePolicy.not_found`)
 anything else          ``no-cache``: a cache keeps a copy but revalidates it
                        (the server answers ``If-None-Match`` with a 304)
 =====================  =========================================================
 
-A duration of 0 means ``no-cache`` for documents (revalidate every time, the
-behaviour before caching was allowed) and ``no-store`` for 404s.
+The ``stale-*`` directives (RFC 5861) let a cache go on serving a finished
+document for another F seconds after its lifetime ran out, while it fetches
+a fresh copy or while no worker answers (Varnish calls it grace); a running
+document and a 404 are never served stale. A duration of 0 means
+``no-cache`` for documents (revalidate every time, the behaviour before
+caching was allowed) and ``no-store`` for 404s.
 
 The functions here are pure: the results server passes the status of the
 document it is about to send and gets the header value back.
@@ -92,7 +97,10 @@ def cache_control(policy: CachePolicy, http_status: int, document_status: str | 
     if http_status not in (200, 304):
         return "no-store"
     if document_status in _FINISHED:
-        return f"public, max-age={policy.finished}" if policy.finished else "no-cache"
+        if not policy.finished:
+            return "no-cache"
+        age = policy.finished
+        return f"public, max-age={age}, stale-while-revalidate={age}, stale-if-error={age}"
     if document_status == "running":
         return f"public, max-age={RUNNING_MAX_AGE}"
     return "no-cache"

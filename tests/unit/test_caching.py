@@ -14,15 +14,18 @@ from jobrunner.caching import (
     document_status,
 )
 
+# What a done document gets under the default policy.
+FINISHED_DAY = "public, max-age=86400, stale-while-revalidate=86400, stale-if-error=86400"
 POLICY = CachePolicy(finished=3600, not_found=5)
+HOUR = "public, max-age=3600, stale-while-revalidate=3600, stale-if-error=3600"
 
 
 @pytest.mark.parametrize(
     ("http_status", "status", "expected"),
     [
-        (200, "done", "public, max-age=3600"),
-        (200, "failed", "public, max-age=3600"),
-        (304, "done", "public, max-age=3600"),
+        (200, "done", HOUR),
+        (200, "failed", HOUR),
+        (304, "done", HOUR),
         (200, "running", f"public, max-age={RUNNING_MAX_AGE}"),
         (304, "running", f"public, max-age={RUNNING_MAX_AGE}"),
         (200, None, "no-cache"),
@@ -54,7 +57,7 @@ def test_zero_durations_switch_caching_off() -> None:
 
 def test_defaults() -> None:
     """By default finished documents are cached for a day and 404s for two seconds."""
-    assert cache_control(CachePolicy(), 200, "done") == "public, max-age=86400"
+    assert cache_control(CachePolicy(), 200, "done") == FINISHED_DAY
     assert cache_control(CachePolicy(), 404, None) == "public, max-age=2"
 
 

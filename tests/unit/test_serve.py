@@ -15,11 +15,14 @@ from urllib.parse import unquote
 import pytest
 from structlog.testing import capture_logs
 
+from jobrunner.caching import CachePolicy, cache_control
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
 from jobrunner.serve import create_app, run_server
 from tests.support import asgi_request as request
 
+# What a done document gets under the default policy (pinned in test_caching.py).
+FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
 PORTAL = "https://portal.example.org"
 TOKEN = "s3cret-token"
 DOC = {
@@ -98,7 +101,7 @@ def test_get_serves_json_with_caching_headers(app: Any) -> None:
     assert r.status_code == 200
     assert r.content == BODY
     assert r.headers["content-type"] == "application/json"
-    assert r.headers["cache-control"] == "public, max-age=86400"
+    assert r.headers["cache-control"] == FINISHED_DAY
     assert r.headers["content-length"] == str(len(BODY))
     assert r.headers["etag"].startswith('"') and not r.headers["etag"].startswith("W/")
     assert email.utils.parsedate_to_datetime(r.headers["last-modified"]) is not None
@@ -134,7 +137,7 @@ def test_if_none_match_gives_304(app: Any) -> None:
         assert r.status_code == 304, value
         assert r.content == b""
         assert r.headers["etag"] == etag
-        assert r.headers["cache-control"] == "public, max-age=86400"
+        assert r.headers["cache-control"] == FINISHED_DAY
     r = request(app, "GET", "/run/r.json", headers={"If-None-Match": '"stale"'})
     assert r.status_code == 200 and r.content == BODY
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from jobrunner.caching import CachePolicy
+from jobrunner.caching import CachePolicy, cache_control
 from jobrunner.config import load_config
 from jobrunner.errors import ConfigError
 from jobrunner.serve import create_app
 from tests.support import asgi_request as request
 
+# What a done document gets under the default policy (pinned in test_caching.py).
+FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
 PORTAL = "https://portal.example.org"
 
 
@@ -41,8 +43,11 @@ def results(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/done.json", "public, max-age=86400"),
-        ("/failed.json", "public, max-age=86400"),
+        ("/done.json", FINISHED_DAY),
+        (
+            "/failed.json",
+            FINISHED_DAY,
+        ),
         ("/running.json", "public, max-age=1"),
         ("/input.csv", "no-cache"),
         ("/missing.json", "public, max-age=2"),
@@ -75,13 +80,16 @@ def test_running_then_done_changes_the_header(results: Path) -> None:
     path.write_bytes(document("done", data=[1]))
     answer = request(app, "GET", "/job.json")
     assert answer.json()["status"] == "done"
-    assert answer.headers["cache-control"] == "public, max-age=86400"
+    assert answer.headers["cache-control"] == FINISHED_DAY
 
 
 def test_configured_policy(results: Path) -> None:
     """The configured durations are used; 0 switches caching off."""
     app = create_app(results, cache_policy=CachePolicy(finished=600, not_found=0))
-    assert request(app, "GET", "/done.json").headers["cache-control"] == "public, max-age=600"
+    assert (
+        request(app, "GET", "/done.json").headers["cache-control"]
+        == "public, max-age=600, stale-while-revalidate=600, stale-if-error=600"
+    )
     assert request(app, "GET", "/nope.json").headers["cache-control"] == "no-store"
     off = create_app(results, cache_policy=CachePolicy(finished=0))
     assert request(off, "GET", "/done.json").headers["cache-control"] == "no-cache"
