@@ -10,6 +10,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+
+import logging as _logging
+
 from jobrunner.context import Context
 from jobrunner.errors import (
     InputInvalid,
@@ -21,6 +24,9 @@ from jobrunner.errors import (
 )
 from jobrunner.job import Job, ResultDocument
 from jobrunner.jobtype import JobType
+
+# A library is quiet: nothing is printed unless the application configures logging.
+_logging.getLogger("jobrunner").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Client",

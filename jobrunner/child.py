@@ -49,13 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
 
+    from jobrunner._log import use_process_job_context
     from jobrunner.config import load_config
     from jobrunner.logging import configure_logging
     from jobrunner.runner import JobExecutor
 
     settings = json.loads(inbox.recv_bytes())
     config = load_config(flags=settings, env={})
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    use_process_job_context()  # one job at a time: plugin threads' records get its id too
     executor = JobExecutor(config)
     outbox.send_bytes(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     try:

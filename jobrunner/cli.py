@@ -6,25 +6,41 @@ Commands (names and flags are a contract, see DESIGN.md): ``work``,
 :class:`jobrunner.config.Config` and has a ``JOBRUNNER_*`` environment twin.
 
 Exit codes: 0 success, 1 the operation failed (``submit --wait``: the job
-failed), 2 bad usage or configuration, 3 ``submit --wait`` timed out.
+failed; a queue command could not reach a server), 2 bad usage or
+configuration (start-up checks included), 3 ``submit --wait`` timed out,
+141 the reader of the output went away (``jobrunner buried | head``: quiet,
+like any Unix tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobrunner import __version__
-from jobrunner.config import QUEUE, SERVE, STATUS, SUBMIT, WORK, Config, load_config, settings
+from jobrunner.config import (
+    QUEUE,
+    SERVE,
+    STATUS,
+    SUBMIT,
+    WORK,
+    Config,
+    check_dir_writable,
+    check_port_free,
+    load_config,
+    settings,
+)
 from jobrunner.errors import ConfigError, InvalidJob, JobRunnerError
 from jobrunner.logging import configure_logging
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
@@ -167,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobrunner`` command line; return the exit code."""
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Events go to stderr from the start; commands with a --log-level reconfigure.
@@ -184,13 +212,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader left, and the interpreter's last flush at exit
+    must not print a BrokenPipeError of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (tests capture it)
+        pass
+    finally:
+        os.close(devnull)
+
+
 # -- commands ------------------------------------------------------------------
 
 
 def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    # Start-up checks: what would otherwise fail every job, or the worker later.
+    if config.results_dir is not None and "file" in config.publisher:
+        check_dir_writable(config.results_dir, "results_dir")
+    check_port_free(config.metrics_host, config.metrics_port, "metrics_port")
     from jobrunner.worker import Worker
 
     return Worker(config).run()
@@ -239,7 +283,7 @@ def submit_arguments(args: argparse.Namespace) -> tuple[str | dict[str, str], di
 def cmd_submit(args: argparse.Namespace) -> int:
     """``jobrunner submit``: validate and put one job; print its id."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Client
 
     inputs, params = submit_arguments(args)
@@ -312,7 +356,7 @@ def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: boo
 def cmd_status(args: argparse.Namespace) -> int:
     """``jobrunner status``: the current result document of a job, readable or raw."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.follow import ResultReader, describe, resolve_result_url
 
     url = resolve_result_url(args.target, config.base_url)
@@ -334,7 +378,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     if config.results_dir is None:
         raise ConfigError("serve needs --results-dir (or JOBRUNNER_RESULTS_DIR)")
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    check_port_free(config.host, config.port, "port")
     from jobrunner.serve import run_server
 
     return run_server(config)

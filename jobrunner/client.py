@@ -20,16 +20,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from jobrunner import codec
+from jobrunner._log import get_logger
 from jobrunner.errors import InvalidJob, QueueError
 from jobrunner.job import Job, utcnow
 from jobrunner.queue import DEFAULT_PRIORITY, DEFAULT_TTR, Connection
 
 __all__ = ["Client", "Submitted"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Submitted(str):

@@ -11,15 +11,19 @@ Nothing here reads the environment at import time.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from jobrunner._log import get_logger
 from jobrunner.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -27,9 +31,35 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["Config", "Setting", "load_config", "settings"]
+__all__ = [
+    "Config",
+    "Setting",
+    "check_dir_writable",
+    "check_port_free",
+    "load_config",
+    "settings",
+]
+
+log = get_logger(__name__)
 
 ENV_PREFIX = "JOBRUNNER_"
+#: ``JOBRUNNER_*`` variables that are not settings but are read by jobrunner's
+#: own scripts and tests: not warned about.
+KNOWN_OTHER_ENV = frozenset(
+    {
+        "JOBRUNNER_CONFIG",
+        "JOBRUNNER_SKIP_SETUP",
+        "JOBRUNNER_BROWSER_TESTS",
+        "JOBRUNNER_BENCH_CACHE",
+    }
+)
+# What Kubernetes injects for a Service named "jobrunner..." (docker links did the
+# same): JOBRUNNER_SERVICE_HOST, JOBRUNNER_SERVICE_PORT[_NAME], JOBRUNNER_PORT=tcp://...,
+# JOBRUNNER_PORT_8080_TCP[_PROTO|_PORT|_ADDR]. Never settings: ignored, not warned about.
+_SERVICE_LINK_NAME = re.compile(
+    r"[A-Z0-9_]*?(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)"
+)
+_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://[^/\s]+:\d+")
 _MIB = 1024 * 1024
 
 # Which commands take a setting as a flag.
@@ -172,6 +202,11 @@ class Config:
     # all commands
     log_level: str = _opt(
         "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
+    )
+    log_format: str = _opt(
+        "auto",
+        "json (one JSON object per line), console, or auto: console on a terminal, else json",
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS),
     )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -326,10 +361,11 @@ def load_config(
     file_values = read_toml(Path(config_file)) if config_file else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    _warn_unknown_env(env)
     for setting in settings():
         if flags.get(setting.name) is not None:
             raw, where, source = flags[setting.name], f"flag {setting.flag}", "flag"
-        elif setting.env in env:
+        elif setting.env in env and not _is_service_link(setting.env, env[setting.env]):
             raw, where, source = env[setting.env], f"environment {setting.env}", "env"
         elif setting.name in file_values:
             raw, where, source = file_values[setting.name], f"config file {config_file}", "file"
@@ -341,6 +377,28 @@ def load_config(
     config = Config(**values, sources=sources)
     validate(config)
     return config
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    """True for a variable Kubernetes (or docker links) set for a Service, not a setting."""
+    if _SERVICE_LINK_NAME.fullmatch(name):
+        return True
+    return name.endswith("_PORT") and bool(_SERVICE_LINK_VALUE.fullmatch(value.strip()))
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    """Log a warning for each ``JOBRUNNER_*`` variable that no setting reads (a typo)."""
+    known = {s.env for s in settings()} | KNOWN_OTHER_ENV
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        if _is_service_link(name, env[name]):
+            continue
+        log.warning(
+            "unknown_environment_variable",
+            variable=name,
+            hint="no setting reads it; 'jobrunner config' lists the settings",
+        )
 
 
 def validate(config: Config) -> None:
@@ -383,10 +441,19 @@ def validate(config: Config) -> None:
             problems.append(f"{name} must be 0 to 315360000 seconds, got {getattr(config, name)}")
     if config.max_redirects < 0:
         problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
+    from jobrunner.policy import host_name_problem, parse_ip
+
     for address in config.beanstalk:
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            problems.append(f"beanstalk: expected HOST:PORT, got {address!r}")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"beanstalk: expected HOST:PORT (port 1-65535), got {address!r}")
+        elif parse_ip(host) is None and (why := host_name_problem(host.lower())) is not None:
+            problems.append(f"beanstalk: {host!r} is not a valid host name: {why}")
+    for name in ("port", "metrics_port"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= value < 65536:
+            problems.append(f"{name} must be 0-65535, got {value}")
     if not config.beanstalk:
         problems.append("beanstalk: at least one server is needed")
     if not config.tube:
@@ -397,6 +464,8 @@ def validate(config: Config) -> None:
         problems.append(
             f"log_level must be debug, info, warning or error, got {config.log_level!r}"
         )
+    if config.log_format not in ("auto", "json", "console"):
+        problems.append(f"log_format must be auto, json or console, got {config.log_format!r}")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     # A bad --allow-host entry must fail here, before any child process starts.
@@ -406,3 +475,46 @@ def validate(config: Config) -> None:
         UrlPolicy(config.allow_host, allow_file_inputs=config.allow_file_inputs)
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def check_dir_writable(path: Path, setting: str) -> None:
+    """Check at start-up that files can be created in ``path`` (created when missing).
+
+    Raises:
+        ConfigError: naming the setting, the directory and the reason.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".jobrunner-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"{setting} {path} is not a writable directory ({reason}); "
+            "create it and give this user write access"
+        ) from None
+
+
+def check_port_free(host: str, port: int | None, setting: str) -> None:
+    """Check at start-up that a server can listen on ``host:port`` (0 or None: any port).
+
+    Raises:
+        ConfigError: naming the setting, the address and the reason.
+    """
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"{setting}: cannot listen on {host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigError(
+                f"{setting}: cannot listen on {host}:{port} ({why}); "
+                "stop what holds it or choose another port"
+            ) from None

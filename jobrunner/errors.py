@@ -32,6 +32,7 @@ translated into these at the module that talks to the library.
         ├── RetriesExhausted                retries_exhausted  retryable failures past max_attempts
         ├── JobExpired                      expired            reserved after its ``expires`` time
         ├── ResultRefused                   result_refused     result URL outside what we publish
+        ├── ResultBlocked                   result_blocked     a file or directory is in the way
         ├── ResultTooLarge                  result_too_large   result document over the size limit
         └── PublishFailed                   publish_failed     a publisher could not write it
 """
@@ -59,6 +60,7 @@ __all__ = [
     "PluginUnavailable",
     "PublishFailed",
     "QueueError",
+    "ResultBlocked",
     "ResultRefused",
     "ResultTooLarge",
     "ResultUnavailable",
@@ -245,6 +247,16 @@ class ResultRefused(JobFailure):
     code = "result_refused"
 
 
+class ResultBlocked(JobFailure):
+    """Raised when a file or directory on disk stands where the result document must go.
+
+    A directory at the document's place, or a file where one of its parent
+    directories is needed: no retry can write it, so the job fails at once.
+    """
+
+    code = "result_blocked"
+
+
 class ResultTooLarge(JobFailure):
     """Raised when the result document exceeds the configured size limit."""
 
@@ -285,6 +297,7 @@ _FAILURES: dict[str, type[JobFailure]] = {
         RetriesExhausted,
         JobExpired,
         ResultRefused,
+        ResultBlocked,
         ResultTooLarge,
         PublishFailed,
     )

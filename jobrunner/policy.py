@@ -52,6 +52,7 @@ __all__ = [
     "Target",
     "UrlPolicy",
     "address_problem",
+    "host_name_problem",
     "parse_ip",
     "system_resolver",
 ]
@@ -125,7 +126,12 @@ def system_resolver(host: str, port: int) -> list[str]:
     Raises:
         OSError: (``socket.gaierror``) when the name does not resolve.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:
+        # The idna codec refuses empty or over-long labels with UnicodeError, not
+        # gaierror; callers expect an OSError for a name that cannot be resolved.
+        raise OSError(f"{host!r} is not a valid host name ({exc})") from None
     out: list[str] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = str(sockaddr[0])
@@ -234,6 +240,30 @@ def address_problem(address: IPAddress) -> str | None:
         # every IPv4-only server into 64:ff9b::/96), and it is public.
         return None
     return _plain_problem(address)
+
+
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Say why a normalised (lower-case, ASCII) host name cannot be looked up, or return None.
+
+    DNS allows labels of 1 to 63 octets and names of at most 253; the
+    resolver's IDNA step raises on anything else, so such a name is refused
+    here with a message instead. Letters, digits, ``-`` and ``_`` only.
+    """
+    if not name.isascii():
+        return "it is not a valid international (IDNA) name"
+    if len(name) > 253:
+        return f"it is {len(name)} characters long, more than DNS allows (253)"
+    for label in name.split("."):
+        if not label:
+            return "it has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > 63:
+            return f"a label is {len(label)} characters long, more than DNS allows (63)"
+        if not set(label) <= _LABEL_CHARS:
+            return "it holds characters other than letters, digits, '-' and '_'"
+    return None
 
 
 def _normalise_name(host: str) -> str:
@@ -398,6 +428,10 @@ class UrlPolicy:
         if not host:
             raise InputRefused(f"input URL {url} refused: it names no host")
         ip = parse_ip(host)
+        if ip is None and (problem := host_name_problem(host)) is not None:
+            raise InputRefused(
+                f"input URL {url!r} refused: host {host!r} is not a valid host name: {problem}"
+            )
         named = ip is None and host in self._names
         wildcard = ip is None and any(host.endswith(s) for s in self._suffixes)
         target = Target(

@@ -24,13 +24,12 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import structlog
-
+from jobrunner._log import get_logger
 from jobrunner.config import Config
 
 __all__ = ["ChildDied", "ChildProcess"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds a child may take to start (import plugins' dependencies, etc.).
 START_TIMEOUT = 60.0

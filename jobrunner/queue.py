@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 import greenstalk
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.errors import JobNotFound, QueueError
 
 __all__ = [
@@ -42,7 +42,7 @@ SOCKET_TIMEOUT = 30.0
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 15.0
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -248,6 +248,10 @@ class Connection:
     def kick_job(self, job_id: int) -> None:
         """Kick one buried or delayed job by id."""
         self._call("kick_job", job_id)
+
+    def pause_tube(self, tube: str, seconds: int) -> None:
+        """Pause ``tube``: no job is reserved from it for ``seconds`` (0 resumes it)."""
+        self._call("pause_tube", tube, seconds)
 
     def stats(self) -> dict[str, Any]:
         """Return the server's ``stats``."""

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import structlog
 
 from jobrunner import codec
+from jobrunner._log import get_logger, job_context
 from jobrunner.config import Config
 from jobrunner.context import Context
 from jobrunner.errors import (
@@ -52,7 +52,7 @@ DELETE = "delete"
 RELEASE = "release"
 BURY = "bury"
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @attrs.frozen(kw_only=True)
@@ -268,22 +268,25 @@ class JobExecutor:
         except JobFailure as failure:
             log.warning("job_invalid", tube=tube, error=failure.message)
             return Outcome(action=BURY, code=failure.code, message=failure.message)
-        bound = log.bind(job_id=job.id, job_type=job.type, tube=tube, attempt=attempt)
+        bound = log.bind(tube=tube, attempt=attempt)
         builder = ResultBuilder.for_job(job, worker=self.config.worker_name, attempt=attempt)
-        try:
-            return self._run(job, builder, bound, attempt, max_attempts)
-        except JobFailure as failure:
-            return self._failed(job, builder, bound, failure, attempt, max_attempts)
-        except Retry as request:
-            return self._failed(
-                job,
-                builder,
-                bound,
-                RetryRequested(request.reason),
-                attempt,
-                max_attempts,
-                delay=request.delay,
-            )
+        # The job's id and type go with every record logged while it runs, the
+        # plugin's and its libraries' stdlib records included.
+        with job_context(job_id=job.id, job_type=job.type):
+            try:
+                return self._run(job, builder, bound, attempt, max_attempts)
+            except JobFailure as failure:
+                return self._failed(job, builder, bound, failure, attempt, max_attempts)
+            except Retry as request:
+                return self._failed(
+                    job,
+                    builder,
+                    bound,
+                    RetryRequested(request.reason),
+                    attempt,
+                    max_attempts,
+                    delay=request.delay,
+                )
 
     # -- the steps ---------------------------------------------------------
 

@@ -75,8 +75,7 @@ from types import FrameType
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
-import structlog
-
+from jobrunner._log import get_logger
 from jobrunner.caching import CachePolicy, StatusMemo, cache_control, document_status
 from jobrunner.codec import decode_result
 from jobrunner.config import Config
@@ -119,7 +118,7 @@ _ALLOW_HEADERS = "Authorization, Cache-Control, Content-Type, If-Modified-Since,
 _ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]+$")
 _TYPES = {".json": "application/json", ".geojson": "application/geo+json"}
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Refused(Exception):
@@ -285,7 +284,7 @@ class ResultsApp:
             raise ConfigError(f"results directory {results_dir} does not exist")
         origins = set()
         for origin in cors_origins:
-            if origin != "*" and origin != "null" and not _ORIGIN.match(origin.rstrip("/")):
+            if origin != "*" and origin != "null" and not _ORIGIN.fullmatch(origin.rstrip("/")):
                 raise ConfigError(
                     f"cors_origin: expected '*' or an origin such as https://portal.example.org, "
                     f"got {origin!r}"

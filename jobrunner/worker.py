@@ -29,9 +29,8 @@ import time
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from jobrunner import codec
+from jobrunner._log import get_logger
 from jobrunner.config import Config
 from jobrunner.errors import (
     InvalidJob,
@@ -50,7 +49,7 @@ from jobrunner.runner import BURY, DELETE, RELEASE, publish_document
 
 __all__ = ["Worker"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Longest the slot sleeps between checks while a job runs (signals, time-out).
 _POLL = 0.25

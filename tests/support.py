@@ -6,7 +6,9 @@ Everything listens on 127.0.0.1 and every wait loop is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,32 @@ from jobrunner.testing import free_port, wait_for_port
 __all__ = ["answer_lifespan", "free_port", "wait_for_port"]  # re-exported for tests
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class _EventList(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = dict(record.msg) if isinstance(record.msg, dict) else {"event": record.msg}
+        event.setdefault("log_level", record.levelname.lower())
+        self.events.append(event)
+
+
+@contextlib.contextmanager
+def capture_events(logger: str = "jobrunner") -> Iterator[list[dict[str, Any]]]:
+    """Collect the events jobrunner logs inside the block (as dicts, every level)."""
+    handler = _EventList()
+    target = logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield handler.events
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
 
 
 def wait_for(

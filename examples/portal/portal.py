@@ -15,6 +15,8 @@ Routes:
 ``GET /``                    sensor list and the forecast form
 ``POST /forecast``           submit a job; 303 to the job's page
 ``GET /jobs/<id>?sensor=S``  the page following job ``id``
+``GET /simulate``            the PV and battery simulation form (``simulations.py``)
+``POST /simulate``           submit a simulation; 303 to ``GET /simulations/<id>``
 ``GET /static/<file>``       the page's scripts and style sheet
 
 Run ``python portal.py --help``; ``run.sh`` starts it with everything else.
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import simulations
+from households import find_household
 from sensors import SENSORS, Sensor, find
 
 from jobrunner import Client, InvalidJob
@@ -47,6 +51,7 @@ METHODS = ("auto", "holt_winters", "seasonal_naive_day", "seasonal_naive_week")
 HORIZONS = ("6h", "12h", "24h", "48h")
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 JOB_PATH = re.compile(f"/jobs/({UUID4})")
+SIMULATION_PATH = re.compile(f"/simulations/({UUID4})")
 MAX_FORM_BYTES = 4096
 # The worker stops a forecast that takes longer than this (the plugin needs well under a second).
 JOB_TIMEOUT = 300
@@ -166,6 +171,7 @@ England &amp; Wales demand of June&ndash;August 2000 (Taylor, 2003).</p>
 <button type="submit" id="submit">Forecast</button>
 </form>
 <p class="note">The forecast runs on a worker; the next page follows it there.</p>
+<p><a id="simulate-link" href="/simulate">PV and battery simulation</a> for a household.</p>
 """
     return page("Load forecasts", body)
 
@@ -217,6 +223,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_html(HTTPStatus.OK, index_page(self.server.portal))
         elif path.startswith("/static/"):
             self.send_static(path.removeprefix("/static/"))
+        elif path == "/simulate":
+            self.send_html(HTTPStatus.OK, page("PV and battery", simulations.form_page(esc)))
+        elif match := SIMULATION_PATH.fullmatch(path):
+            household = find_household(parse_qs(query).get("household", [""])[0])
+            if household is None:
+                self.send_message(HTTPStatus.NOT_FOUND, "Unknown household", "No such household.")
+                return
+            portal = self.server.portal
+            body = simulations.simulation_page(
+                esc, match[1], portal.result_url(match[1]), household
+            )
+            scripts = ["simulation.js", "follow.js"]
+            self.send_html(HTTPStatus.OK, page(f"Simulation for {household.name}", body, scripts))
         elif match := JOB_PATH.fullmatch(path):
             sensor = find(parse_qs(query).get("sensor", [""])[0])
             if sensor is None:
@@ -227,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_message(HTTPStatus.NOT_FOUND, "Not found", f"Nothing at {path}.")
 
     def do_POST(self) -> None:
-        if self.path != "/forecast":
+        if self.path not in ("/forecast", "/simulate"):
             self.send_message(HTTPStatus.NOT_FOUND, "Not found", f"Nothing at {self.path}.")
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -235,6 +254,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_message(HTTPStatus.BAD_REQUEST, "Bad request", "Empty or oversized form.")
             return
         form = parse_qs(self.rfile.read(length).decode("utf-8", errors="replace"))
+        if self.path == "/simulate":
+            self.submit_simulation(form)
+            return
         sensor = find(form.get("sensor", [""])[0])
         horizon = form.get("horizon", [""])[0].strip()
         method = form.get("method", ["auto"])[0]
@@ -256,6 +278,25 @@ class Handler(BaseHTTPRequestHandler):
         self.log_message("submitted job %s for %s", job_id, sensor.id)
         self.send_response(HTTPStatus.SEE_OTHER)
         self.send_header("Location", f"/jobs/{job_id}?sensor={quote(sensor.id)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def submit_simulation(self, form: dict[str, list[str]]) -> None:
+        household = find_household(form.get("household", [""])[0])
+        if household is None:
+            self.send_message(HTTPStatus.BAD_REQUEST, "Bad request", "Choose a household.")
+            return
+        try:
+            job_id = simulations.submit(self.server.portal, household, form)
+        except (InvalidJob, QueueError) as exc:
+            self.log_message("submit failed: %s", exc)
+            self.send_message(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Not submitted", f"The job was not queued: {exc}"
+            )
+            return
+        self.log_message("submitted simulation %s for %s", job_id, household.id)
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", f"/simulations/{job_id}?household={quote(household.id)}")
         self.send_header("Content-Length", "0")
         self.end_headers()
 

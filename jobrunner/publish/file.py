@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from jobrunner.config import Config
-from jobrunner.errors import ConfigError, PublishFailed
+from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked
 from jobrunner.publish.paths import ResultPaths
 
 __all__ = ["FilePublisher", "write_atomic"]
@@ -79,8 +79,34 @@ class FilePublisher:
         return self._paths.resolve(url)
 
     def check(self, url: str) -> None:
-        """Refuse a result URL outside the base URL or the results directory."""
-        self.path_for(url)
+        """Refuse a result URL outside the results directory, or blocked on disk.
+
+        Raises:
+            jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
+            jobrunner.errors.ResultBlocked: a directory or file stands in the way.
+        """
+        path = self.path_for(url)
+        blocker = self._blocker(path)
+        if blocker is not None:
+            raise self._blocked(url, path, blocker)
+
+    def _blocker(self, path: Path) -> str | None:
+        """What on disk keeps ``path`` from ever being written, or None."""
+        if path.is_dir():
+            return f"a directory stands at {path}"
+        root = self._paths.root  # the real path, as ``path`` is
+        for parent in path.parents:
+            if parent == root or root not in parent.parents:
+                break
+            if parent.exists() and not parent.is_dir():
+                return f"the file {parent} stands where a directory is needed"
+        return None
+
+    def _blocked(self, url: str, path: Path, blocker: str) -> ResultBlocked:
+        return ResultBlocked(
+            f"result URL {url!r} can never be written: {blocker}; remove it from the "
+            "results directory or use another result URL"
+        )
 
     def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
         """Write the document atomically at the path the URL maps to.
@@ -91,6 +117,9 @@ class FilePublisher:
         path = self.path_for(url)
         try:
             write_atomic(path, body, fsync=self.fsync and final)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            blocker = self._blocker(path) or f"{exc.strerror} ({exc.filename})"
+            raise self._blocked(url, path, blocker) from None
         except OSError as exc:
             raise PublishFailed(f"writing {path} failed: {exc.strerror or exc}") from exc
 

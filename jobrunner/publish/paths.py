@@ -30,7 +30,7 @@ _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]*$")
 
 def is_safe_segment(segment: str) -> bool:
     """True for a path segment a result file may have: no dot first, a small alphabet."""
-    return bool(_SAFE_SEGMENT.match(segment))
+    return bool(_SAFE_SEGMENT.fullmatch(segment))
 
 
 def _split_base(base_url: str) -> tuple[str, str, str]:

@@ -15,7 +15,8 @@ that:
 * the very same worker process is alive and then runs a good job.
 
 Traffic goes to loopback only. The worker allows ``--allow-host localhost``
-alone, so the inputs server is reached by that name while every literal
+(and ``*.example.test``, which no resolver answers, for the malformed host
+names), so the inputs server is reached by that name while every literal
 loopback form (``127.0.0.1``, ``127.0.0.2``, ``[::1]``, ``2130706433``, ...)
 is a refused address; the policy for private, link-local and public
 addresses is unit-tested without connecting (``tests/unit/test_policy.py``).
@@ -32,6 +33,7 @@ import os
 import re
 import stat
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,11 +94,27 @@ class InputsApp:
                 b"",
             ),
             "/loop": (302, {"location": "/loop"}, b""),
+            "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-long-label": (
+                302,
+                {"location": "http://" + "a" * 64 + ".example.test/x.json"},
+                b"",
+            ),
             "/huge": (200, {"content-type": "application/json"}, b" " * 300_000 + b"{}"),
             "/bomb": (
                 200,
                 {"content-type": "application/json", "content-encoding": "gzip"},
                 gzip.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/bomb-deflate": (
+                200,
+                {"content-type": "application/json", "content-encoding": "deflate"},
+                zlib.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/brotli": (
+                200,
+                {"content-type": "application/json", "content-encoding": "br"},
+                b"\x0b\x01\x80{}\x03",  # brotli for "{}": never decoded, refused by name
             ),
             "/stacked": (
                 200,
@@ -233,7 +251,7 @@ class Bench:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    """One worker (``--allow-host localhost`` only) with its beanstalkd and servers."""
+    """One worker (``--allow-host localhost``) with its beanstalkd and servers."""
     root = tmp_path_factory.mktemp("bad-inputs")
     sandbox = root / "sandbox"
     outside = sandbox / "outside"
@@ -248,6 +266,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     results_dir.mkdir(parents=True)
     (results_dir / "escape").symlink_to(outside)
     (results_dir / "linked.json").symlink_to(outside / "linked.json")
+    (results_dir / "blocked-by-dir.json").mkdir()  # a directory where a result must go
+    (results_dir / "blocked-by-file").write_text("a file where a directory must go")
 
     # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
@@ -266,6 +286,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             results.base_url,
             "--allow-host",
             "localhost",
+            # A wildcard, so that host names only the resolver can refuse reach it.
+            "--allow-host",
+            "*.example.test",
             "--allow-file-inputs",
             str(files_dir),
             "--max-input-bytes",
@@ -545,6 +568,23 @@ TABLE = [
         Bad("invalid_job", "id: must be", raw_job(id="../../etc/passwd"), via="raw"),
     ),
     row(
+        "id-trailing-newline",
+        Bad("invalid_job", "id: must be", raw_job(id="{name}\n"), via="raw"),
+    ),
+    row(
+        "type-trailing-newline",
+        Bad("invalid_job", "type: must be a job type name", raw_job(type="echo\n"), via="raw"),
+    ),
+    row(
+        "input-name-trailing-newline",
+        Bad(
+            "invalid_job",
+            "invalid input name",
+            raw_job(input={"load\n": "{in}good.json"}),
+            via="raw",
+        ),
+    ),
+    row(
         "type-with-path",
         Bad("invalid_job", "type: must be a job type name", raw_job(type="../evil"), via="raw"),
     ),
@@ -612,6 +652,9 @@ TABLE = [
     refused("client-relative-result-url", "fully qualified URL", result="{name}.json"),
     refused("client-unknown-field", "priority: unknown field", priority=5),
     refused("client-missing-input", "input: required field missing", input=DROP),
+    refused("client-id-trailing-newline", "id: must be", id="{name}\n"),
+    refused("client-input-trailing-newline", "fully qualified URL", input="{in}good.json\n"),
+    refused("client-created-trailing-newline", "created:", created=CREATED + "\n"),
     refused(
         "client-oversized-document", "beanstalkd takes at most 65535", params={"pad": "x" * 70_000}
     ),
@@ -710,6 +753,36 @@ TABLE = [
         "redirect-to-allowed-file", "{in}redirect-allowed-file", "input_refused", "scheme 'file'"
     ),
     bad_input("redirect-loop", "{in}loop", "input_unavailable", "more than 5 redirects"),
+    bad_input(
+        "input-host-empty-label-a..b",
+        "http://a..b.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-leading-dot",
+        "http://.x.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-64-char-label",
+        "http://" + "a" * 64 + ".example.test/x.json",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
+    bad_input(
+        "redirect-to-empty-label-host",
+        "{in}redirect-bad-name",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "redirect-to-64-char-label-host",
+        "{in}redirect-long-label",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
     # -- what the input server answers --
     bad_input("input-404", "{in}404", "input_unavailable", "HTTP 404"),
     bad_input(
@@ -735,6 +808,8 @@ TABLE = [
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
     ),
     bad_input("input-gzip-bomb", "{in}bomb", "input_too_large", "after decoding"),
+    bad_input("input-deflate-bomb", "{in}bomb-deflate", "input_too_large", "after decoding"),
+    bad_input("input-brotli-encoded", "{in}brotli", "input_invalid", "Content-Encoding"),
     bad_input("input-stacked-gzip", "{in}stacked", "input_invalid", "Content-Encoding"),
     bad_input("input-corrupt-gzip", "{in}corrupt-gzip", "input_invalid", "cannot be decoded"),
     bad_input("input-invalid-json", "{in}invalid.json", "input_invalid", "not valid JSON"),
@@ -798,6 +873,24 @@ TABLE = [
     bad_result("result-query", "{res}{name}.json?x=1", "query"),
     bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
     bad_result("result-directory", "{res}", "must name a file"),
+    row(
+        "result-blocked-by-directory",
+        Bad(
+            "result_blocked",
+            "a directory stands at",
+            job(result="{res}blocked-by-dir.json"),
+            published=False,
+        ),
+    ),
+    row(
+        "result-blocked-by-file",
+        Bad(
+            "result_blocked",
+            "stands where a directory is needed",
+            job(result="{res}blocked-by-file/{name}.json"),
+            published=False,
+        ),
+    ),
     refused(
         "client-lone-surrogate-in-result", "unpaired surrogate", result="{res}\ud800{name}.json"
     ),

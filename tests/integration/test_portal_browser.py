@@ -97,6 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """beanstalkd, inputs and results servers, a worker and the portal, as run.sh starts them."""
     require_module("jobrunner_prediction", "pip install -e plugins/jobrunner-prediction")
     require_module("pmdarima", "pip install -e 'plugins/jobrunner-prediction[realdata]'")
+    require_module("jobrunner_simulation", "pip install -e plugins/jobrunner-simulation")
     work = tmp_path_factory.mktemp("portal")
     started: list[Any] = []
     try:
@@ -104,11 +105,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(beanstalkd)
         portal_port = free_port()
         portal_url = f"http://127.0.0.1:{portal_port}"
-        subprocess.run(
-            [sys.executable, str(PORTAL_DIR / "sensors.py"), "--inputs-dir", str(work / "inputs")],
-            check=True,
-            timeout=60,
-        )
+        for inputs in ("sensors.py", "households.py"):
+            subprocess.run(
+                [sys.executable, str(PORTAL_DIR / inputs), "--inputs-dir", str(work / "inputs")],
+                check=True,
+                timeout=60,
+            )
         # Both servers allow the portal's origin, and only it.
         inputs = ResultsServer(work / "inputs", "--cors-origin", portal_url)
         started.append(inputs)
@@ -393,3 +395,108 @@ def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> 
         ["ps", "-o", "pid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
     ).stdout
     assert left.strip() == "", f"still running after Ctrl-C:\n{left}"
+
+
+def submit_simulation(browser: Any, stack: Stack, **fields: str) -> None:
+    """Fill in and send the simulation form, as a user would (unnamed fields keep defaults)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(stack.portal_url + "/")
+    browser.find_element(By.ID, "simulate-link").click()
+    for name, value in fields.items():
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "simulate").click()
+
+
+def test_simulation_draws_the_chosen_week_from_the_worker_result(
+    browser: Any, stack: Stack
+) -> None:
+    """A simulation submitted through the form is drawn week by week — PV, load, grid exchange and
+    the battery's state of charge — from the result document the worker published."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    submit_simulation(browser, stack, pv_kwp="4", battery_kwh="6", import_price="0.32")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "done"
+    job = browser.find_element(By.ID, "job")
+    job_id = job.get_attribute("data-job-id")
+    doc = stack.results.get_json(f"portal/{job_id}.json")
+    assert doc["status"] == "done" and doc["type"] == "simulation"
+    data = doc["data"]
+    assert data["pv"]["source"] == "weather" and data["pv"]["kwp"] == 4.0
+    assert data["battery"]["capacity_kwh"] == 6.0
+    assert data["totals"]["cost_without_pv"] == pytest.approx(0.32 * data["totals"]["load"])
+    assert job.get_attribute("data-fetched-from") == job.get_attribute("data-result-url")
+
+    def drawn(week: int) -> dict[str, dict[str, float]]:
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(
+            lambda driver: driver.find_element(By.ID, "job").get_attribute("data-week") == str(week)
+        )
+        chart = browser.find_element(By.CSS_SELECTOR, "#chart svg.energy-chart")
+        assert chart.is_displayed()
+        lines = {}
+        for name in ("pv", "load", "grid", "soc"):
+            line = chart.find_element(By.CSS_SELECTOR, f"polyline.{name}")
+            xs = [x for x, _ in points_attribute(line)]
+            assert xs == sorted(xs)
+            lines[name] = {
+                key: float(line.get_attribute(f"data-{key}"))
+                for key in ("points", "first-ts", "last-ts", "sum")
+            }
+            assert len(xs) == lines[name]["points"]
+        return lines
+
+    def expected(week: int) -> dict[str, dict[str, float]]:
+        start = data["series"]["load"][0][0] + week * 7 * 86400
+        in_week = {
+            name: [(t, v) for t, v in pairs if start <= t < start + 7 * 86400]
+            for name, pairs in data["series"].items()
+        }
+        grid = [
+            (t, v - e)
+            for (t, v), (_, e) in zip(in_week["grid_import"], in_week["grid_export"], strict=True)
+        ]
+        out = {}
+        for name, pairs in (*((n, in_week[n]) for n in ("pv", "load")), ("grid", grid)):
+            out[name] = {
+                "points": len(pairs),
+                "first-ts": pairs[0][0],
+                "last-ts": pairs[-1][0],
+                "sum": sum(v for _, v in pairs),
+            }
+        soc = in_week["soc"]
+        out["soc"] = {
+            "points": len(soc),
+            "first-ts": soc[0][0],
+            "last-ts": soc[-1][0],
+            "sum": soc[-1][1],
+        }
+        return out
+
+    for week in (0, 6):
+        if week:
+            Select(browser.find_element(By.ID, "week")).select_by_value(str(week))
+        lines, want = drawn(week), expected(week)
+        for name in want:
+            assert lines[name]["points"] == want[name]["points"] == 7 * 48
+            assert lines[name]["first-ts"] == want[name]["first-ts"]
+            assert lines[name]["last-ts"] == want[name]["last-ts"]
+            assert lines[name]["sum"] == pytest.approx(want[name]["sum"], abs=1e-6)
+        assert lines["pv"]["sum"] > 0 and lines["load"]["sum"] > 0
+    totals = browser.find_element(By.ID, "totals").text
+    assert "Battery saves per year" in totals and "Cost with PV and battery" in totals
+    path = screenshot(browser, "portal-simulation.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_simulation_with_a_bad_tilt_shows_invalid_params(browser: Any, stack: Stack) -> None:
+    """A tilt the job type refuses comes back to the simulation page as ``invalid_params``."""
+    from selenium.webdriver.common.by import By
+
+    submit_simulation(browser, stack, tilt="120")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "failed"
+    assert browser.find_element(By.ID, "error-code").text == "invalid_params"
+    assert "params.tilt" in browser.find_element(By.ID, "error-message").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg") == []

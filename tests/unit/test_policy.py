@@ -488,3 +488,22 @@ def test_allow_list_international_names() -> None:
     check(p, "http://bücher.example/")
     check(p, "http://xn--bcher-kva.example/")
     refused(p, "http://buecher.example/")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a..b.example", ".x.example", "a" * 64 + ".example", "a b.example", "x" * 254],
+)
+def test_malformed_host_names_refused_before_resolving(host: str) -> None:
+    """A host name DNS cannot hold is refused by the static check; the resolver is not asked."""
+    asked: list[str] = []
+    policy = UrlPolicy(resolver=lambda h, p: asked.append(h) or ["93.184.216.34"])
+    with pytest.raises(InputRefused, match="not a valid host name"):
+        policy.check_target(f"http://{host}/", scheme="http", host=host, port=None)
+    assert asked == []
+
+
+@pytest.mark.parametrize("host", ["a" * 63 + ".example", "my_host.example", "x.example."])
+def test_long_but_valid_host_names_pass(host: str) -> None:
+    """Labels of 63 characters, underscores and a trailing dot are valid host names."""
+    UrlPolicy().check_target(f"http://{host}/", scheme="http", host=host, port=None)

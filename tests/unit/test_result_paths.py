@@ -89,3 +89,33 @@ def test_unpaired_surrogate_in_result_url_is_refused() -> None:
     """A result path that is not valid Unicode is refused, not an exception."""
     with pytest.raises(ResultRefused):
         relative_result_path("http://results.test:8080/r/\ud800.json", BASE)
+
+
+def test_segment_with_trailing_newline_is_not_safe() -> None:
+    """A path segment is matched in full: "name\\n" is not a safe segment."""
+    from jobrunner.publish.paths import is_safe_segment
+
+    assert is_safe_segment("name.json")
+    assert not is_safe_segment("name.json\n")
+
+
+def test_blocked_result_paths_are_permanent_result_blocked(tmp_path: Path) -> None:
+    """A directory at the file's place, or a file where a directory is needed, is a
+    permanent ResultBlocked from check() and from publish() (a blocker that appeared after
+    the check), never a retryable publish failure."""
+    from jobrunner.errors import ResultBlocked
+
+    config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
+    publisher = FilePublisher(config)
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "file").write_text("in the way")
+    for url, says in (
+        (BASE + "dir.json", "a directory stands at"),
+        (BASE + "file/x.json", "the file"),
+    ):
+        with pytest.raises(ResultBlocked, match=says) as info:
+            publisher.check(url)
+        assert info.value.retryable is False
+        with pytest.raises(ResultBlocked, match=says):
+            publisher.publish(url, b"{}")
+    publisher.check(BASE + "free/x.json")  # not blocked: created on publish

@@ -13,13 +13,13 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from structlog.testing import capture_logs
 
 from jobrunner.caching import CachePolicy, cache_control
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
 from jobrunner.serve import create_app, run_server
 from tests.support import asgi_request as request
+from tests.support import capture_events
 
 # What a done document gets under the default policy (pinned in test_caching.py).
 FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
@@ -533,7 +533,7 @@ def test_put_write_failure_is_500(app: Any, results: Path, monkeypatch: pytest.M
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("jobrunner.serve.write_atomic", full_disk)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         r = request(app, "PUT", "/new.json", content=BODY, headers=auth())
     assert r.status_code == 500
     assert "No space left" in r.json()["error"]
@@ -548,7 +548,7 @@ def test_unexpected_error_is_json_500(app: Any, monkeypatch: pytest.MonkeyPatch)
         raise RuntimeError("boom")
 
     monkeypatch.setattr("jobrunner.serve._etag", broken)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         r = request(app, "GET", "/run/r.json")
     assert r.status_code == 500
     assert r.json() == {"error": "internal server error"}
@@ -577,7 +577,7 @@ def test_run_server_port_in_use_returns_1(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         config = Config(results_dir=tmp_path / "r", host="127.0.0.1", port=port)
-        with capture_logs() as logs:
+        with capture_events() as logs:
             assert run_server(config) == 1
     assert [e["event"] for e in logs] == ["serve_failed"]
     assert (tmp_path / "r").is_dir()

@@ -3,7 +3,9 @@
  * progress while it runs, then draw the chart — or show the error code.
  *
  * The page's <div id="job"> carries the URLs (data-result-url,
- * data-history-url). While it works this script records on that element:
+ * data-history-url) and, on a simulation's page, data-view="simulation": its
+ * result is drawn by SimulationView (simulation.js). While it works this
+ * script records on that element:
  * data-status (the last status seen), data-fetched-from (the URL the result
  * document was read from) and data-statuses (every status seen, in order).
  */
@@ -33,7 +35,7 @@
   }
 
   /* The sensor's readings, from its input URL (the data server, also through CORS). */
-  const history = fetch(job.dataset.historyUrl, { cache: "no-cache" })
+  const history = !job.dataset.historyUrl ? Promise.resolve([]) : fetch(job.dataset.historyUrl, { cache: "no-cache" })
     .then((response) => {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       return response.json();
@@ -92,6 +94,14 @@
   }
 
   async function done(doc) {
+    if (job.dataset.view === "simulation") {
+      progress.value = 1;
+      show("state", false);
+      window.SimulationView.show(doc, job.dataset.fetchedFrom);
+      show("chart-box", true);
+      setStatus("done");
+      return;
+    }
     const data = doc.data;
     const readings = await history;
     const first = data.forecast.length ? data.forecast[0][0] : Infinity;
