@@ -335,7 +335,7 @@ def varnish_vcl(ports: Sequence[int]) -> str:
     for add in adds[1:]:
         vcl = vcl.replace(add, "")
     vcl, retries = re.subn(r"bereq\.retries < 2\b", f"bereq.retries < {len(ports) - 1}", vcl)
-    assert retries == 2, "jobrunner.vcl no longer limits its retries to nodes - 1 twice"
+    assert retries == 3, "jobrunner.vcl no longer limits its retries to nodes - 1 thrice"
     return vcl
 
 

@@ -9,8 +9,8 @@ vcl 4.1;
 # every poll is answered here and never reaches a worker.
 #
 #   - health probes on /health take a dead node out within ~3 s;
-#   - a read is retried on the next node when a node refuses the connection,
-#     fails, or has not received the document yet (404);
+#   - a read is retried on the next node when a node refuses the connection
+#     or fails, and on one more node when it has not got the document (404);
 #   - a finished document whose lifetime ran out is still served while every
 #     node is down or none has it any more (grace);
 #   - CORS headers of the nodes are passed through and cached per Origin
@@ -134,14 +134,19 @@ sub vcl_backend_fetch {
 }
 
 sub vcl_backend_response {
-    # Not there yet (rsync still copying), or the node is failing: ask the
-    # next node, up to every node once. A 404 is remembered (with the node's
-    # CORS answer), so that a dead node asked last does not turn it into a 503.
-    if ((beresp.status == 404 || beresp.status >= 500) && bereq.retries < 2) {  # EDIT: nodes - 1
-        if (beresp.status == 404) {
-            set bereq.http.X-Jobrunner-Not-Found = "1";
-            set bereq.http.X-Jobrunner-Allow-Origin = beresp.http.Access-Control-Allow-Origin;
-        }
+    # The node is failing: ask the next one, up to every node once.
+    if (beresp.status >= 500 && bereq.retries < 2) {  # EDIT: nodes - 1
+        return (retry);
+    }
+    # Not found: ask one more node, which has the document if this node was
+    # down when it was published, or rsync is still copying it. (Asking every
+    # node would cost each polled, still queued job one request per node.)
+    # The 404 is remembered, with the node's CORS answer, so that a dead node
+    # asked next does not turn it into a 503.
+    if (beresp.status == 404 && !bereq.http.X-Jobrunner-Not-Found
+        && bereq.retries < 2) {  # EDIT: nodes - 1
+        set bereq.http.X-Jobrunner-Not-Found = "1";
+        set bereq.http.X-Jobrunner-Allow-Origin = beresp.http.Access-Control-Allow-Origin;
         return (retry);
     }
     # Refreshing a document still held in grace: keep serving the cached copy

@@ -283,6 +283,54 @@ def test_node_killed_mid_run_every_result_stays_readable(cluster: Cluster) -> No
     assert workers == {victim.name}
 
 
+def test_missing_on_one_node_found_and_cache_busters_ignored(tmp_path: Path) -> None:
+    """A document one node lacks (it was down when it was published) is still served; a
+    document no node has costs two node requests, then a cached 404; query strings
+    cannot bypass the cache; methods other than reads are refused by Varnish."""
+    done = b'{"v":1,"id":"d","type":"t","status":"done","timestamp":"2026-01-01T00:00:00Z"}'
+    servers = []
+    varnish = None
+    try:
+        for index in range(3):
+            results = tmp_path / f"node{index}"
+            results.mkdir()
+            for k in range(12):
+                if k % 3 != index:  # document k is missing on node k % 3
+                    (results / f"doc-{k}.json").write_bytes(done)
+            servers.append(ResultsServer(results))
+        varnish = Varnish(tmp_path / "varnish", varnish_vcl([s.port for s in servers]))
+        with httpx.Client(base_url=varnish.base_url, timeout=10) as browser:
+            for k in range(12):
+                answer = browser.get(f"/doc-{k}.json")
+                assert (answer.status_code, answer.content) == (200, done), k
+
+            before = varnish.counters()
+            for _ in range(5):
+                answer = browser.get("/nowhere.json")
+                assert answer.status_code == 404
+                assert answer.headers["cache-control"] == "public, max-age=2"
+            after = settled_counters(varnish, {"MAIN.client_req": before["MAIN.client_req"] + 5})
+            assert after["MAIN.backend_req"] - before["MAIN.backend_req"] == 2
+
+            before = after
+            for attempt in range(50):
+                answer = browser.get(f"/doc-0.json?nocache={attempt}&t={time.time()}")
+                assert (answer.status_code, answer.headers["x-cache"]) == (200, "HIT")
+            after = settled_counters(varnish, {"MAIN.client_req": before["MAIN.client_req"] + 50})
+            assert after["MAIN.backend_req"] == before["MAIN.backend_req"]
+
+            for method in ("PUT", "DELETE", "POST", "PATCH", "BAN"):
+                answer = browser.request(method, "/doc-0.json", content=b"{}")
+                assert answer.status_code == 405, method
+                assert answer.json() == {"error": "Method not allowed"}
+            assert browser.get("/doc-0.json").content == done
+    finally:
+        if varnish is not None:
+            varnish.stop()
+        for server in servers:
+            server.stop()
+
+
 def test_grace_serves_finished_documents_while_every_node_is_down(tmp_path: Path) -> None:
     """Once its lifetime is over, a cached done document is still served while no node can
     answer (grace); a running document and an uncached one are not (503)."""
