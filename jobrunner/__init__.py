@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 import logging as _logging
 
+from jobrunner.client import AsyncClient, Client, Ticket
+from jobrunner.codec import decode_result
 from jobrunner.context import Context
 from jobrunner.errors import (
     InputInvalid,
@@ -29,6 +31,7 @@ from jobrunner.jobtype import JobType
 _logging.getLogger("jobrunner").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "Context",
     "InputInvalid",
@@ -40,14 +43,7 @@ __all__ = [
     "JobType",
     "ResultDocument",
     "Retry",
+    "Ticket",
     "__version__",
+    "decode_result",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The client pulls in the queue adapter; load it only when asked for.
-    if name == "Client":
-        from jobrunner.client import Client
-
-        return Client
-    raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")

@@ -50,6 +50,7 @@ KNOWN_OTHER_ENV = frozenset(
         "JOBRUNNER_CONFIG",
         "JOBRUNNER_SKIP_SETUP",
         "JOBRUNNER_BROWSER_TESTS",
+        "JOBRUNNER_PROMTOOL_TESTS",
         "JOBRUNNER_BENCH_CACHE",
     }
 )
@@ -66,8 +67,12 @@ _MIB = 1024 * 1024
 WORK = "work"
 SUBMIT = "submit"
 SERVE = "serve"
-QUEUE = "queue"  # stats, peek, buried, kick, delete, status
+QUEUE = "queue"  # stats, peek, buried, kick, delete, schedule
 STATUS = "status"  # jobrunner status: reads result documents
+
+
+#: Tables of the same TOML file read by one command only (``jobrunner schedule``).
+TABLES = ("schedule", "scheduler")
 
 
 def _opt(
@@ -172,6 +177,11 @@ class Config:
     metrics_port: int | None = _opt(
         None, "serve Prometheus metrics and /health on this port", metavar="PORT"
     )
+    metrics_queue: bool = _opt(
+        False,
+        "also export the watched tubes' depth (jobrunner_queue_jobs): on one worker only, "
+        "or sum() over workers counts each job once per worker",
+    )
     # serve
     host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
     port: int = _opt(8080, "port the results server listens on", commands=(SERVE,))
@@ -187,6 +197,23 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    create_results_dir: bool = _opt(
+        False, "create the results directory when it does not exist", commands=(SERVE,)
+    )
+    idle_timeout: float = _opt(
+        10.0,
+        "seconds a connection may wait for a complete request head (idle or slow) before closing",
+        commands=(SERVE,),
+    )
+    max_connections: int = _opt(
+        0,
+        "most client connections open at once (0: half the file-descriptor limit)",
+        commands=(SERVE,),
+    )
+    body_timeout: float = _opt(
+        60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
+    )
+    access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
     cache_finished: int = _opt(
         86400,
         "seconds HTTP caches may keep a done or failed result document (0: revalidate always)",
@@ -314,11 +341,11 @@ def _convert(setting: Setting, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: invalid value {value!r} for {setting.name}: {exc}") from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+def read_toml_tables(path: Path) -> dict[str, Any]:
+    """Read a whole TOML file (settings and the other commands' tables).
 
     Raises:
-        ConfigError: unreadable file, TOML syntax error or unknown key.
+        ConfigError: unreadable file or TOML syntax error.
     """
     try:
         with path.open("rb") as fh:
@@ -327,9 +354,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error or unknown key.
+    """
+    data = read_toml_tables(path)
     if isinstance(data.get("jobrunner"), dict):
         data = {**{k: v for k, v in data.items() if k != "jobrunner"}, **data["jobrunner"]}
-    known = {s.name for s in settings()}
+    known = {s.name for s in settings()} | set(TABLES)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -359,6 +396,8 @@ def load_config(
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     file_values = read_toml(Path(config_file)) if config_file else {}
+    for table in TABLES:
+        file_values.pop(table, None)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     _warn_unknown_env(env)
@@ -432,6 +471,15 @@ def validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    for name in ("idle_timeout", "body_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.max_connections < 0:
+        problems.append(f"max_connections must not be negative, got {config.max_connections}")
+    for name in ("port", "metrics_port"):
+        port = getattr(config, name)
+        if port is not None and not 1 <= port <= 65535:
+            problems.append(f"{name} must be a TCP port from 1 to 65535, got {port}")
     if config.running_delay < 0:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:

@@ -31,6 +31,7 @@ translated into these at the module that talks to the library.
         ├── WorkerCrash                     worker_crash       the child process died mid-job
         ├── RetriesExhausted                retries_exhausted  retryable failures past max_attempts
         ├── JobExpired                      expired            reserved after its ``expires`` time
+        ├── JobCancelled                    cancelled          cancelled by a client (``cancel``)
         ├── ResultRefused                   result_refused     result URL outside what we publish
         ├── ResultBlocked                   result_blocked     a file or directory is in the way
         ├── ResultTooLarge                  result_too_large   result document over the size limit
@@ -50,6 +51,7 @@ __all__ = [
     "InputUnavailable",
     "InvalidJob",
     "InvalidParams",
+    "JobCancelled",
     "JobExpired",
     "JobFailure",
     "JobNotFound",
@@ -241,6 +243,12 @@ class JobExpired(JobFailure):
     code = "expired"
 
 
+class JobCancelled(JobFailure):
+    """Raised when a client cancelled the job (``Client.cancel``, ``jobrunner cancel``)."""
+
+    code = "cancelled"
+
+
 class ResultRefused(JobFailure):
     """Raised when a result URL does not map inside what the publishers may write."""
 
@@ -296,6 +304,7 @@ _FAILURES: dict[str, type[JobFailure]] = {
         WorkerCrash,
         RetriesExhausted,
         JobExpired,
+        JobCancelled,
         ResultRefused,
         ResultBlocked,
         ResultTooLarge,

@@ -45,6 +45,7 @@ from pathlib import Path
 import attrs
 
 from jobrunner.errors import InputRefused
+from jobrunner.resultsdir import is_inside
 
 __all__ = [
     "IPAddress",
@@ -544,7 +545,7 @@ class UrlPolicy:
             raise InputRefused(f"input URL {url} refused: not an absolute file path")
         real = Path(os.path.realpath(path))
         root = self._file_root
-        if real != root and root not in real.parents:
+        if real != root and not is_inside(root, real):
             raise InputRefused(
                 f"input URL {url} refused: {real} lies outside the allowed directory {root} "
                 "(symlinks are resolved); put the input below that directory or change "

@@ -71,7 +71,9 @@ class Worker:
         self.counters: dict[str, int] = {}
         self._counter_lock = threading.Lock()
         self.metrics = WorkerMetrics(
-            reconnects=self._reconnects, servers_up=self._servers_up, queue=self._queue_depth
+            reconnects=self._reconnects,
+            servers_up=self.servers_reachable,
+            queue=self._queue_depth if config.metrics_queue else None,
         )
         # Connections of the metrics scraper's own (reservations stay with the slots).
         self._probes = [Connection(address) for address in config.beanstalk]
@@ -85,12 +87,12 @@ class Worker:
 
     # -- metrics and health ---------------------------------------------------
 
-    def _reconnects(self) -> list[tuple[tuple[str, ...], float]]:
+    def _reconnects(self) -> dict[str, int]:
         totals = {address: 0 for address in self.config.beanstalk}
         for slot in self.slots:
             for conn in slot.connections:
                 totals[conn.address] += conn.reconnects
-        return [((address,), float(n)) for address, n in totals.items()]
+        return totals
 
     def servers_reachable(self) -> int:
         """How many configured servers at least one slot is connected to (or trying)."""
@@ -100,12 +102,9 @@ class Worker:
             if any(not slot.connections[index].down for slot in self.slots)
         )
 
-    def _servers_up(self) -> list[tuple[tuple[str, ...], float]]:
-        return [((), float(self.servers_reachable()))]
-
-    def _queue_depth(self) -> list[tuple[tuple[str, ...], float]]:
+    def _queue_depth(self) -> list[tuple[tuple[str, str, str], float]]:
         states = ("ready", "reserved", "delayed", "buried")
-        samples: list[tuple[tuple[str, ...], float]] = []
+        samples: list[tuple[tuple[str, str, str], float]] = []
         with self._probe_lock:
             for conn in self._probes:
                 for tube in self.config.tube:
@@ -122,18 +121,21 @@ class Worker:
         return samples
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy unless no server is reachable or a slot cannot start its child."""
+        """Healthy unless no server is reachable, a slot cannot start its child, or
+        results failed to publish for several jobs in a row."""
         servers = self.servers_reachable()
         broken = [slot.index for slot in self.slots if slot.child_failures >= 2]
-        details = {
+        publishing = self.metrics.publishing_ok()
+        details: dict[str, Any] = {
             "servers_up": servers,
             "servers": len(self.config.beanstalk),
             "slots": len(self.slots),
             "busy": sum(1 for slot in self.slots if slot.busy),
             "broken_slots": broken,
+            "publishing": publishing,
             "stopping": self.stopping.is_set(),
         }
-        return servers > 0 and not broken, details
+        return servers > 0 and not broken and publishing, details
 
     # -- life cycle ----------------------------------------------------------
 
@@ -260,14 +262,14 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         found = self._reserve()
         if found is not None:
             self.busy = True
-            self.metrics.in_flight.inc()
+            self.metrics.job_started()
             try:
                 self._handle_job(*found)
             except Exception:
                 self._bury_unhandled(*found)
             finally:
                 self.busy = False
-                self.metrics.in_flight.inc(-1)
+                self.metrics.job_ended()
 
     def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
         """Bury a job whose handling failed in jobrunner itself (a bug, not the job's fault).
@@ -297,7 +299,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             log.info("child_recycled", slot=self.index, pid=self.child.pid, reason=reason)
             self.child.stop()
             self.worker.count("child_recycles")
-            self.metrics.child_restarts.inc(reason="recycle")
+            self.metrics.child_restarted("recycle")
         try:
             self.child.start()
         except (ChildDied, OSError) as exc:
@@ -372,15 +374,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             fields["delay"] = delay
         duration = time.monotonic() - t0
         bound.info(event, duration_s=round(duration, 3), **fields)
-        code = fields.get("code")
-        if action == RELEASE:
-            outcome = "released"
-            if code:
-                self.metrics.retries.inc(type=job_type)
-        else:
-            outcome = code or ("done" if action == DELETE else "buried")
-        self.metrics.jobs.inc(type=job_type, outcome=outcome)
-        self.metrics.duration.observe(duration, type=job_type)
+        self.metrics.job_finished(job_type, action, fields.get("code"), duration)
 
     # -- one job ---------------------------------------------------------------
 
@@ -431,7 +425,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             # The job never reached the child (it died while idle): not the job's fault.
             bound.warning("child_lost", error=exc.description)
             self.child.kill()
-            self.metrics.child_restarts.inc(reason="lost")
+            self.metrics.child_restarted("lost")
             self._ack(
                 conn, reserved, RELEASE, priority, 0, bound, t0, job.type, reason="child_lost"
             )
@@ -455,7 +449,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             )
             reply = self._fail_here(job, attempt, crash, bound)
             self.worker.count("child_crashes")
-            self.metrics.child_restarts.inc(reason="crash")
+            self.metrics.child_restarted("crash")
         if reply is None:  # shutting down: give the job back at once
             self._ack(conn, reserved, RELEASE, priority, 0, bound, t0, job.type, reason="shutdown")
             self.worker.count("jobs_released_on_stop")
@@ -464,7 +458,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             # Stop the child first, so it cannot publish over the failed document.
             self.child.kill()
             bound.warning("job_timeout", timeout=timeout)
-            self.metrics.child_restarts.inc(reason="timeout")
+            self.metrics.child_restarted("timeout")
             failure = JobTimeout(
                 f"the job ran longer than its time-out of {timeout:g} s and "
                 "was stopped; raise 'timeout' in the job (up to --max-timeout) "

@@ -16,6 +16,10 @@ if [ "${JOBRUNNER_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
+# promtool (in Debian's prometheus package, ~100 MB) checks the worker's metric names.
+if [ "${JOBRUNNER_PROMTOOL_TESTS:-1}" = 1 ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need[*]}"
   SUDO=""

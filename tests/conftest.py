@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support import Beanstalkd, Lab, ResultsServer
+from tests.support import Beanstalkd, Lab, LoggedProcess, ResultsServer
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,17 @@ def _fresh_logging() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.captureWarnings(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A test that fails half-way leaves no ``jobrunner`` process running after it."""
+    # Processes of module-scoped fixtures were started before this point and stay.
+    mark = len(LoggedProcess.started)
+    yield
+    for leftover in LoggedProcess.started[mark:]:
+        leftover.stop(timeout=5)
+    del LoggedProcess.started[mark:]
 
 
 @pytest.fixture

@@ -24,12 +24,22 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.serve import answer_lifespan
 from jobrunner.testing import free_port, wait_for_port
 
 __all__ = ["answer_lifespan", "free_port", "wait_for_port"]  # re-exported for tests
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+async def answer_lifespan(receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+    """Answer an ASGI ``lifespan`` scope for the tests' small ASGI apps: nothing to set up."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 class _EventList(logging.Handler):
@@ -183,6 +193,9 @@ def put_raw(
 class LoggedProcess:
     """A child process whose JSON-lines stderr is collected as events."""
 
+    #: Every one started; the ``_no_leftover_processes`` fixture stops those a test left.
+    started: list[LoggedProcess] = []
+
     def __init__(
         self, cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> None:
@@ -191,6 +204,7 @@ class LoggedProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd
         )
+        LoggedProcess.started.append(self)
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -590,7 +604,11 @@ class Worker(LoggedProcess):
             args += ["--beanstalk", server]
         super().__init__(jobrunner_cmd(*args, *extra), env=worker_env(**dict(env or {})))
         if wait_ready:
-            self.wait_event("worker_started", timeout=20)
+            try:
+                self.wait_event("worker_started", timeout=20)
+            except BaseException:
+                self.stop()  # a worker that did not start must not outlive the test
+                raise
 
 
 def read_json(path: Path) -> Any:

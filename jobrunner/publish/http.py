@@ -30,7 +30,7 @@ import httpx
 from jobrunner import __version__
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed, ResultRefused
-from jobrunner.publish.paths import relative_result_path
+from jobrunner.resultsdir import relative_result_path
 
 __all__ = ["HttpPublisher", "parse_origin"]
 

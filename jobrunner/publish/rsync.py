@@ -53,7 +53,7 @@ import attrs
 from jobrunner._log import get_logger
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
-from jobrunner.publish.paths import relative_result_path
+from jobrunner.resultsdir import relative_result_path
 
 __all__ = ["RsyncPublisher", "rsync_options"]
 

@@ -100,6 +100,10 @@ def test_stats_watch_refreshes_until_interrupted(beanstalkd: Beanstalkd) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from an interactive shell, whatever this test run inherited: a suite
+        # started in the background (``cmd &``) has SIGINT ignored, and a child
+        # inherits that, so Ctrl-C would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(4.0)  # start-up, then a redraw every 0.2 s
     proc.send_signal(signal.SIGINT)

@@ -19,9 +19,16 @@ from typing import Any
 import pytest
 import uvicorn
 
-from jobrunner.serve import answer_lifespan
 from jobrunner.testing import free_port
-from tests.support import Beanstalkd, Lab, job_body, put_raw, wait_for, wait_for_status
+from tests.support import (
+    Beanstalkd,
+    Lab,
+    answer_lifespan,
+    job_body,
+    put_raw,
+    wait_for,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class Stack:
     inputs: ResultsServer
     worker: Worker
     portal: LoggedProcess
+    beanstalkd: Beanstalkd
 
     def logs(self) -> str:
         """The tails of the worker's and portal's logs, for failure messages."""
@@ -134,7 +136,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         started.append(portal)
         wait_for_port(portal_port, timeout=20)
-        yield Stack(portal_url, results, inputs, worker, portal)
+        yield Stack(portal_url, results, inputs, worker, portal, beanstalkd)
     finally:
         for service in reversed(started):
             service.stop()
@@ -329,6 +331,33 @@ def test_progress_bar_follows_running_document(browser: Any, stack: Stack) -> No
     path.write_text(json.dumps(failed))
     assert wait_for_page_status(browser, stack, ("failed",)) == "failed"
     assert browser.find_element(By.ID, "error-code").text == "timeout"
+
+
+def test_queued_forecast_is_shown_and_cancelled_from_the_page(browser: Any, stack: Stack) -> None:
+    """While the tube is paused a submitted forecast shows "queued" with a Cancel button;
+    clicking it shows "cancelled" and the portal's state says so."""
+    from selenium.webdriver.common.by import By
+
+    assert stack.beanstalkd.command("pause-tube default 120").startswith(b"PAUSED")
+    try:
+        submit_forecast(browser, stack, "substation-c", "12h", "auto")
+        assert wait_for_page_status(browser, stack, ("queued",)) == "queued"
+        job_id = browser.find_element(By.ID, "job").get_attribute("data-job-id")
+        state_url = f"{stack.portal_url}/jobs/{job_id}/state"
+        assert httpx.get(state_url, timeout=5).json()["state"] == "queued"
+        assert browser.find_element(By.ID, "status-text").text == "Queued; waiting for a worker…"
+        button = browser.find_element(By.ID, "cancel")
+        assert button.is_displayed()
+        screenshot(browser, "portal-queued.png")
+        button.click()
+        assert wait_for_page_status(browser, stack, ("cancelled",)) == "cancelled"
+        assert not browser.find_element(By.ID, "cancel").is_displayed()
+        assert "Cancelled" in browser.find_element(By.ID, "status-text").text
+        assert httpx.get(state_url, timeout=5).json()["state"] == "cancelled"
+        other = httpx.get(f"{stack.portal_url}/jobs/{uuid.uuid4()}/state", timeout=5)
+        assert other.status_code == 404
+    finally:
+        stack.beanstalkd.command("pause-tube default 0")
 
 
 def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> None:

@@ -170,22 +170,24 @@ def test_running_to_done_visible_within_a_second(cluster: Cluster) -> None:
 
 
 def test_cors_passes_through_per_origin(cluster: Cluster) -> None:
-    """Each allowed origin gets its own Access-Control-Allow-Origin from the cache (one
-    cached copy per Origin), other origins none; preflights reach the nodes."""
+    """Each allowed origin gets its own Access-Control-Allow-Origin from the cache, whatever
+    was cached first (a read without Origin, another origin's); other origins get none;
+    preflights reach the nodes."""
     name = cluster.submit("shared", 0.1)
     wait_for(lambda: cluster.done_everywhere(name), timeout=60, what="shared done")
     url = f"{cluster.varnish.base_url}/{name}.json"
-    for origin in (PORTAL, OTHER_PORTAL, PORTAL, OTHER_PORTAL):
-        answer = httpx.get(url, headers={"Origin": origin}, timeout=10)
-        assert answer.status_code == 200
-        assert answer.headers["access-control-allow-origin"] == origin
-        assert answer.headers["access-control-expose-headers"] == "ETag, Last-Modified"
-        assert "Origin" in answer.headers["vary"]
-    assert answer.headers["x-cache"] == "HIT"
-    for headers in ({"Origin": "https://evil.example.com"}, {}):
+    evil = "https://evil.example.com"
+    for origin in (None, PORTAL, evil, OTHER_PORTAL, None, PORTAL, evil, OTHER_PORTAL):
+        headers = {"Origin": origin} if origin else {}
         answer = httpx.get(url, headers=headers, timeout=10)
         assert answer.status_code == 200
-        assert "access-control-allow-origin" not in answer.headers
+        assert "Origin" in answer.headers["vary"]
+        if origin in (PORTAL, OTHER_PORTAL):
+            assert answer.headers["access-control-allow-origin"] == origin
+            assert answer.headers["access-control-expose-headers"] == "ETag, Last-Modified"
+        else:
+            assert "access-control-allow-origin" not in answer.headers, origin
+    assert answer.headers["x-cache"] == "HIT"
     preflight = httpx.options(
         url,
         headers={
@@ -195,7 +197,7 @@ def test_cors_passes_through_per_origin(cluster: Cluster) -> None:
         },
         timeout=10,
     )
-    assert preflight.status_code == 204
+    assert preflight.status_code in (200, 204)  # Starlette answers 200, nginx 204
     assert preflight.headers["access-control-allow-origin"] == PORTAL
     assert "if-none-match" in preflight.headers["access-control-allow-headers"].lower()
 

@@ -151,6 +151,21 @@ BAD_WEATHER: list[tuple[str, Any, str]] = [
         {"columns": HEADER.split(","), "rows": rows(), "units": "W"},
         "expected CSV",
     ),
+    (
+        "a row with an extra cell",
+        csv_body([*rows()[:3], [*rows()[3], 7], *rows()[4:]]),
+        "Expected 6 fields in line 5, saw 7",
+    ),
+    (
+        "the first row with an extra cell",
+        csv_body([[*rows()[0], 7], *rows()[1:]]),
+        "a row has more cells than the header",
+    ),
+    (
+        "a row with a cell short",
+        csv_body([*rows()[:3], rows()[3][:5], *rows()[4:]]),
+        "row 4: wind_speed is missing",
+    ),
     ("one row only", csv_body(rows(1)), "at least two rows"),
     (
         "time without offset",

@@ -18,7 +18,9 @@ and the first row (counted from 1, the header not counted) where it shows.
 
 from __future__ import annotations
 
+import csv
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,15 +115,6 @@ def parse_weather(raw: object) -> Weather:
         jobrunner.InputInvalid: naming the column and row of the first problem.
     """
     table = _table(raw)
-    missing = [name for name in COLUMNS if name not in table.columns]
-    if missing:
-        raise InputInvalid(
-            f"{_NAME}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-            f"{_HINT}"
-        )
-    duplicated = sorted({name for name in table.columns if list(table.columns).count(name) > 1})
-    if duplicated:
-        raise InputInvalid(f"{_NAME}: column {duplicated[0]!r} appears more than once")
     if len(table) > MAX_ROWS:
         raise InputInvalid(
             f"{_NAME}: {len(table)} rows is more than {MAX_ROWS} (a year of 1-minute data); "
@@ -168,16 +161,30 @@ def _table(raw: object) -> pd.DataFrame:
                 raise InputInvalid(f"{_NAME}: CSV must be UTF-8 text ({exc.reason})") from None
         if not text.strip():
             raise InputInvalid(f"{_NAME}: the body is empty; {_HINT}")
+        lines = (line for line in io.StringIO(text) if line.strip() and line[0] != "#")
+        # Checked before pandas reads the table: it would rename a repeated name ("ghi.1").
+        _check_names([name.strip() for name in next(csv.reader(lines), [])])
         try:
-            # Header read as a row: pandas would rename a repeated name ("ghi.1").
-            cells = pd.read_csv(
-                io.StringIO(text), dtype=str, header=None, skipinitialspace=True, comment="#"
-            )
+            # pandas' C parser reads numeric columns straight into floats; a column
+            # with a bad cell stays text and the checks below name the cell. A row
+            # longer than the header must not shift the columns (index_col=False)
+            # nor lose its extra cells quietly (the warning is an error).
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                table = pd.read_csv(
+                    io.StringIO(text),
+                    skipinitialspace=True,
+                    comment="#",
+                    low_memory=False,
+                    index_col=False,
+                )
+        except pd.errors.ParserWarning:
+            raise InputInvalid(
+                f"{_NAME}: a row has more cells than the header has names; {_HINT}"
+            ) from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputInvalid(f"{_NAME}: unreadable CSV ({message:.120}); {_HINT}") from None
-        table = cells.iloc[1:].reset_index(drop=True)
-        table.columns = [str(name) for name in cells.iloc[0].tolist()]
     elif isinstance(raw, dict):
         unknown = sorted(set(map(str, raw)) - {"columns", "rows"})
         columns, rows = raw.get("columns"), raw.get("rows")
@@ -185,6 +192,9 @@ def _table(raw: object) -> pd.DataFrame:
             raise InputInvalid(f"{_NAME}: {_HINT}")
         if not all(isinstance(name, str) for name in columns):
             raise InputInvalid(f"{_NAME}.columns: must be a list of names (strings)")
+        _check_names([name.strip() for name in columns])
+        if len(rows) > MAX_ROWS:  # before looking at each row
+            raise InputInvalid(f"{_NAME}: {len(rows)} rows is more than {MAX_ROWS}")
         width = len(columns)
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, list) or len(row) != width:
@@ -196,13 +206,24 @@ def _table(raw: object) -> pd.DataFrame:
             flags = [str(columns[i]) for i, cell in enumerate(row) if isinstance(cell, bool)]
             if flags:
                 raise InputInvalid(f"{_NAME}: row {number}: {flags[0]} is not a number")
-        if len(rows) > MAX_ROWS:  # before building a frame of it
-            raise InputInvalid(f"{_NAME}: {len(rows)} rows is more than {MAX_ROWS}")
         table = pd.DataFrame(rows, columns=columns, dtype=object)
     else:
         raise InputInvalid(f"{_NAME}: {_HINT}, got {type(raw).__name__}")
     table.columns = [str(name).strip() for name in table.columns]
     return table
+
+
+def _check_names(names: list[str]) -> None:
+    """Every column the weather needs is there, and no name appears twice."""
+    missing = [name for name in COLUMNS if name not in names]
+    if missing:
+        raise InputInvalid(
+            f"{_NAME}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            f"{_HINT}"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputInvalid(f"{_NAME}: column {repeated[0]!r} appears more than once")
 
 
 def _numbers(column: pd.Series, name: str) -> FloatArray:
