@@ -66,4 +66,4 @@ if .venv/bin/python -m pip show -q jobrunner >/dev/null 2>&1; then
   .venv/bin/python -m pip uninstall -y -q jobrunner >"$log" 2>&1 || true
 fi
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
-pip_install -e ".[test,dev,docs,timeseries]" "${plugins[@]}"
+pip_install -e ".[worker,serve,dashboard,status,timeseries,test,dev,docs]" "${plugins[@]}"

@@ -112,6 +112,56 @@ def require_binary(name: str) -> str:
     return path
 
 
+#: Flags for Debian's headless Chromium in the browser tests.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # running as root (CI containers) needs it
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # No network beyond loopback here: keep Chromium from trying.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1100,900",
+)
+
+
+def require_module(name: str, extra: str) -> None:
+    """Skip locally when module ``name`` is missing, fail under CI."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        message = f"{name} is not installed: {extra} (scripts/test.sh installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def headless_chromium(prefix: str = "chromium-") -> Iterator[Any]:
+    """Headless Debian Chromium through chromedriver (never a downloaded browser)."""
+    import tempfile
+
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    require_module("selenium", "pip install selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    with tempfile.TemporaryDirectory(prefix=prefix) as profile:
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+        driver.set_page_load_timeout(20)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
 class Beanstalkd:
     """A real beanstalkd on a free loopback port, optionally with a binlog."""
 

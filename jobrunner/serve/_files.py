@@ -10,7 +10,6 @@ import mimetypes
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -107,7 +106,7 @@ def _read_whole(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+async def read_file(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     """Read a regular file whole; anything else (directory, FIFO, symlink) is a 404.
 
     Raises:
@@ -119,14 +118,14 @@ async def read_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO):
-            log.warning("file_unreadable", path=str(path), error=exc.strerror)
+            log.warning("file_unreadable", path=path, error=exc.strerror)
         raise Refused(404, "not found") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise Refused(404, "not found")
         if info.st_size > max_bytes:
-            log.error("file_too_large", path=str(path), bytes=info.st_size, limit=max_bytes)
+            log.error("file_too_large", path=path, bytes=info.st_size, limit=max_bytes)
             raise Refused(500, f"the file is larger than {max_bytes} bytes")
         body = await maybe_thread(info.st_size, _read_whole, fd, info.st_size)
     finally:

@@ -439,3 +439,59 @@ def test_access_log(tmp_path: Path) -> None:
             ("GET", "/nope.json", 404),
         ]
         assert served[0]["client"].startswith("127.0.0.1:")
+
+
+# -- nginx in front of jobrunner serve (examples/nginx/proxy.conf) -----------------------
+
+NGINX_PROXY = ROOT / "examples" / "nginx" / "proxy.conf"
+
+
+def test_nginx_in_front_of_jobrunner_serve(tmp_path: Path) -> None:
+    """With proxy.conf, nginx passes reads (same bytes, ETag, 304, CORS) and token PUTs to
+    jobrunner serve, and closes a client that never sends a request."""
+    nginx = require_binary("nginx")
+    results = make_results(tmp_path)
+    serve_url, serve = start_jobrunner(
+        results, tmp_path / "serve.log", "--cors-origin", PORTAL, "--put-token", TOKEN
+    )
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    proxy = NGINX_PROXY.read_text()
+    proxy, listens = re.subn(r"(?m)^(\s*)listen\s+80;", rf"\1listen 127.0.0.1:{port};", proxy)
+    proxy, upstreams = re.subn(
+        r"(?m)^(\s*)server\s+127\.0\.0\.1:8080;", rf"\1server {serve_url[7:]};", proxy
+    )
+    assert (listens, upstreams) == (1, 1), "proxy.conf no longer has the expected listen/server"
+    proxy = proxy.replace("client_header_timeout 10s;", "client_header_timeout 2s;")
+    (prefix / "proxy.conf").write_text(proxy)
+    conf = nginx_config(prefix, results, free_port())  # the temp paths and pid file
+    conf.write_text(conf.read_text().replace("results.conf", "proxy.conf"))
+    check = subprocess.run(nginx_cmd(nginx, prefix, conf, "-t"), capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode()
+    with (prefix / "stderr.log").open("wb") as out:
+        process = subprocess.Popen(
+            nginx_cmd(nginx, prefix, conf, "-g", "daemon off;"), stdout=out, stderr=out
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base_url, process, prefix / "stderr.log")
+        direct = httpx.get(serve_url + "/run/r.json", timeout=5)
+        with httpx.Client(base_url=base_url, timeout=5) as client:
+            r = client.get("/run/r.json", headers={"Origin": PORTAL})
+            assert r.status_code == 200 and r.content == BODY
+            assert r.headers["etag"] == direct.headers["etag"]
+            assert r.headers["access-control-allow-origin"] == PORTAL
+            again = client.get("/run/r.json", headers={"If-None-Match": r.headers["etag"]})
+            assert again.status_code == 304
+            assert client.get("/run/.r.json.tmp").status_code == 404
+            put = client.put(
+                "/w/job-9.json", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert put.status_code == 201
+            assert (results / "w" / "job-9.json").read_bytes() == BODY
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed by nginx after client_header_timeout
+    finally:
+        stop(process, signal.SIGQUIT)
+        assert stop(serve) == 0
