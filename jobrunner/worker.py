@@ -40,6 +40,7 @@ from jobrunner.errors import (
     QueueError,
     WorkerCrash,
 )
+from jobrunner.job import utcnow
 from jobrunner.metrics import MetricsServer, WorkerMetrics
 from jobrunner.pool import ChildDied, ChildProcess
 from jobrunner.publish.base import PublisherChain, build_publishers
@@ -133,6 +134,7 @@ class Worker:
             "busy": sum(1 for slot in self.slots if slot.busy),
             "broken_slots": broken,
             "publishing": publishing,
+            "running": [slot.current for slot in self.slots if slot.current is not None],
             "stopping": self.stopping.is_set(),
         }
         return servers > 0 and not broken and publishing, details
@@ -232,6 +234,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self.config = worker.config
         self.index = index
         self.busy = False
+        #: The job this slot runs now, for /health (job id, type, tube, since), or None.
+        self.current: dict[str, Any] | None = None
         self.connections = [
             Connection(address, watch=self.config.tube) for address in self.config.beanstalk
         ]
@@ -269,6 +273,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                 self._bury_unhandled(*found)
             finally:
                 self.busy = False
+                self.current = None
                 self.metrics.job_ended()
 
     def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
@@ -407,6 +412,16 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self._ack(conn, reserved, BURY, priority, 0, bound, t0, code=invalid.code)
             return
         bound = bound.bind(job_id=job.id, job_type=job.type)
+        self.current = {
+            "slot": self.index,
+            "job_id": job.id,
+            "type": job.type,
+            "tube": tube,
+            "server": reserved.server,
+            "beanstalk_id": reserved.id,
+            "attempt": attempt,
+            "since": codec.format_time(utcnow()),
+        }
         max_attempts = job.max_attempts or self.config.max_attempts
         timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
         bound.info(
