@@ -103,6 +103,7 @@ class Worker:
             "busy": sum(1 for slot in self.slots if slot.busy),
             "broken_slots": broken,
             "publishing": publishing,
+            "running": [slot.current for slot in self.slots if slot.current is not None],
             "stopping": self.stopping.is_set(),
         }
         return servers > 0 and not broken and publishing, details

@@ -99,6 +99,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self.config = node.config
         self.index = index
         self.busy = False
+        #: The job this slot runs now, for /health (job id, type, tube, since), or None.
+        self.current: dict[str, Any] | None = None
         self.connections = [
             Connection(address, watch=self.config.tube) for address in self.config.beanstalk
         ]
@@ -138,6 +140,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self._bury_unhandled(*found)
         finally:
             self.busy = False
+            self.current = None
             self.metrics.job_ended()
 
     def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
@@ -236,6 +239,16 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                 event = Failed(error_of(exc))
             else:
                 bound = bound.bind(job_id=job.id, job_type=job.type)
+                self.current = {
+                    "slot": self.index,
+                    "job_id": job.id,
+                    "type": job.type,
+                    "tube": lease.tube,
+                    "server": reserved.server,
+                    "beanstalk_id": reserved.id,
+                    "attempt": lease.attempt,
+                    "since": codec.format_time(utcnow()),
+                }
                 event, finished = self._run(job, lease, t0, bound)
         max_attempts = (job.max_attempts if job else None) or self.config.max_attempts
         retries = Retries(
