@@ -985,12 +985,11 @@ def test_worker_survives_the_whole_table(bench: Bench) -> None:
     assert_worker_alive(bench)
 
 
-def test_readme_error_table_lists_every_code() -> None:
-    """The README's error table names every error code, in order, with the right "retried?"
+def test_docs_error_table_lists_every_code() -> None:
+    """The docs' error-code table names every error code, in order, with the right "retried?"
     flag, and every code this table expects is among them."""
-    readme = (Path(__file__).parents[2] / "README.rst").read_text("utf-8")
-    after = readme.split("\nError codes\n===========\n", 1)[1]
-    section = re.split(r"\n\n[^\n=][^\n]*\n=+\n", after, maxsplit=1)[0]  # up to the next title
+    page = Path(__file__).parents[2] / "docs" / "reference" / "error-codes.rst"
+    section = page.read_text("utf-8")
     rows = re.findall(r"^``([a-z_]+)``\s+(yes|no)\s", section, re.M)
     assert [code for code, _ in rows] == list(ERROR_CODES)
     for code, retried in rows:
@@ -1334,3 +1333,38 @@ def test_serve_survives_connection_flood(tmp_path: Path) -> None:
     assert not [line for line in lines if "Too many open files" in line]
     (stopped,) = server.events("serve_stopped")
     assert stopped["connections_evicted"] + stopped["connections_timed_out"] >= 1100
+
+
+def test_serve_refuses_connections_when_all_are_busy(tmp_path: Path) -> None:
+    """With every connection busy with a request (--max-connections 2, two PUT bodies still
+    arriving), one more connection gets a 503 at once; an idle one would have made room."""
+    server = start_hostile_server(tmp_path, "--max-connections", "2")
+    head = (
+        b"PUT /busy.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + HOSTILE_TOKEN.encode()
+        + b"\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    try:
+        busy = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        for sock in busy:
+            sock.sendall(head)
+        time.sleep(0.5)  # both requests are in the application, reading their bodies
+        with socket.create_connection(("127.0.0.1", server.port)) as extra:
+            answer = closed_by_server(extra, 5)
+        assert http_status(answer) == 503
+        assert b"too many connections" in answer
+        for sock in busy:
+            sock.close()
+
+        def served() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                url = f"http://127.0.0.1:{server.port}/run/r.json"
+                return httpx.get(url, timeout=1).status_code == 200
+            return False
+
+        wait_for(served, timeout=10, what="a GET once the busy clients left")
+    finally:
+        code = server.stop()
+    assert code == 0
+    (stopped,) = server.events("serve_stopped")
+    assert stopped["connections_refused"] >= 1
