@@ -10,6 +10,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+
+import logging as _logging
+
+from jobrunner.client import AsyncClient, Client, Ticket
+from jobrunner.codec import decode_result
 from jobrunner.context import Context
 from jobrunner.errors import (
     InputInvalid,
@@ -22,7 +27,11 @@ from jobrunner.errors import (
 from jobrunner.job import Job, ResultDocument
 from jobrunner.jobtype import JobType
 
+# A library is quiet: nothing is printed unless the application configures logging.
+_logging.getLogger("jobrunner").addHandler(_logging.NullHandler())
+
 __all__ = [
+    "AsyncClient",
     "Client",
     "Context",
     "InputInvalid",
@@ -34,14 +43,7 @@ __all__ = [
     "JobType",
     "ResultDocument",
     "Retry",
+    "Ticket",
     "__version__",
+    "decode_result",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The client pulls in the queue adapter; load it only when asked for.
-    if name == "Client":
-        from jobrunner.client import Client
-
-        return Client
-    raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")

@@ -1,30 +1,48 @@
 """The ``jobrunner`` command: ``main(argv) -> exit code``.
 
-Commands (names and flags are a contract, see DESIGN.md): ``work``,
-``submit``, ``status``, ``serve``, ``plugins``, ``stats``, ``peek``,
-``buried``, ``kick``, ``delete``, ``config``. Every setting flag is generated from
+Commands (names and flags are a contract): ``work``, ``submit``,
+``status``, ``cancel``, ``schedule``, ``serve``, ``plugins``, ``stats``,
+``peek``, ``buried``, ``kick``, ``delete``, ``config``. Every setting flag is generated from
 :class:`jobrunner.config.Config` and has a ``JOBRUNNER_*`` environment twin.
 
 Exit codes: 0 success, 1 the operation failed (``submit --wait``: the job
-failed), 2 bad usage or configuration, 3 ``submit --wait`` timed out.
+failed; a queue command could not reach a server; ``cancel``: the job had
+finished), 2 bad usage or configuration (start-up checks included), 3
+``submit --wait`` timed out (``cancel --wait``: the job is still stopping),
+141 the reader of the output went away (``jobrunner buried | head``: quiet,
+like any Unix tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobrunner import __version__
-from jobrunner.config import QUEUE, SERVE, STATUS, SUBMIT, WORK, Config, load_config, settings
+from jobrunner.config import (
+    DASHBOARD,
+    QUEUE,
+    SERVE,
+    STATUS,
+    SUBMIT,
+    WORK,
+    Config,
+    check_dir_writable,
+    check_port_free,
+    load_config,
+    settings,
+)
 from jobrunner.errors import ConfigError, InvalidJob, JobRunnerError
 from jobrunner.logging import configure_logging
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
@@ -126,16 +144,48 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=cmd_submit)
 
     status = sub.add_parser(
-        "status", help="show a job's current result document (running, done or failed)"
+        "status",
+        help="what happened to a job: queued, running, done, failed, cancelled, ...",
     )
     status.add_argument(
         "target",
-        metavar="URL-or-ID",
-        help="the result URL, or a job ID looked up as BASE_URL/ID.json (needs --base-url)",
+        metavar="TICKET-URL-or-ID",
+        help="the ticket 'submit' printed (asks beanstalkd and the result URL), the result "
+        "URL, or a job ID looked up as BASE_URL/ID.json (needs --base-url)",
     )
-    status.add_argument("--json", action="store_true", help="print the raw document")
+    status.add_argument("--json", action="store_true", help="print JSON")
     _add_settings(status, STATUS)
     status.set_defaults(handler=cmd_status)
+
+    cancel = sub.add_parser(
+        "cancel", help="cancel a job: delete it while it waits, stop it while it runs"
+    )
+    cancel.add_argument("ticket", metavar="TICKET", help="the ticket 'submit' printed")
+    cancel.add_argument(
+        "--wait",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="wait this long for a running job to be stopped (default 15; 0: do not wait)",
+    )
+    cancel.add_argument("--json", action="store_true", help="print JSON")
+    _add_settings(cancel, STATUS)
+    cancel.set_defaults(handler=cmd_cancel)
+
+    schedule = sub.add_parser(
+        "schedule",
+        help="submit periodic jobs (cron expressions, intervals); one leader among many",
+        description="Submit the [[schedule]] jobs of the --config file. Several schedulers "
+        "of one group elect a leader through beanstalkd; the others take over when it dies.",
+    )
+    schedule.add_argument(
+        "--next",
+        type=int,
+        metavar="N",
+        help="print the next N planned runs of each schedule and exit (submits nothing)",
+    )
+    _add_settings(schedule, QUEUE)
+    schedule.set_defaults(handler=cmd_schedule)
 
     serve = sub.add_parser("serve", help="serve result documents over HTTP")
     _add_settings(serve, SERVE)
@@ -159,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--config", metavar="FILE", help="TOML configuration file")
     config.set_defaults(handler=cmd_config)
 
+    dashboard = sub.add_parser(
+        "dashboard", help="serve a read-only web page of the queues, workers and results"
+    )
+    _add_settings(dashboard, DASHBOARD)
+    dashboard.set_defaults(handler=cmd_dashboard)
+
     from jobrunner import admin
 
     admin.add_commands(sub, lambda p: _add_settings(p, QUEUE))
@@ -167,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobrunner`` command line; return the exit code."""
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Events go to stderr from the start; commands with a --log-level reconfigure.
@@ -182,6 +250,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        extra = _COMMAND_EXTRAS.get(args.command, extra)
+        print(
+            f"jobrunner {args.command}: needs {exc.name}, which comes with the "
+            f"'{extra}' extra: pip install 'beanstalk-jobrunner[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+# Optional dependencies, by the extra that installs them (setup.cfg); the
+# commands that run a service need that service's whole extra.
+_EXTRAS = {
+    "httpx": "status",
+    "stevedore": "worker",
+    "cronsim": "worker",
+    "prometheus_client": "worker",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "numpy": "timeseries",
+}
+_COMMAND_EXTRAS = {
+    "work": "worker",
+    "schedule": "worker",
+    "serve": "serve",
+    "dashboard": "dashboard",
+}
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader left, and the interpreter's last flush at exit
+    must not print a BrokenPipeError of its own."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (tests capture it)
+        pass
+    finally:
+        os.close(devnull)
 
 
 # -- commands ------------------------------------------------------------------
@@ -190,8 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
     config = _config(args)
-    configure_logging(config.log_level)
-    from jobrunner.worker import Worker
+    configure_logging(config.log_level, format=config.log_format)
+    # Start-up checks: what would otherwise fail every job, or the worker later.
+    if config.results_dir is not None and "file" in config.publisher:
+        check_dir_writable(config.results_dir, "results_dir")
+    check_port_free(config.metrics_host, config.metrics_port, "metrics_port")
+    from jobrunner._worker.node import Worker
 
     return Worker(config).run()
 
@@ -239,7 +353,7 @@ def submit_arguments(args: argparse.Namespace) -> tuple[str | dict[str, str], di
 def cmd_submit(args: argparse.Namespace) -> int:
     """``jobrunner submit``: validate and put one job; print its id."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
     from jobrunner.client import Client
 
     inputs, params = submit_arguments(args)
@@ -263,6 +377,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     if not args.wait:
         print(job_id)
+        print(f"ticket {job_id.ticket}", file=sys.stderr)
         return EXIT_OK
     return _wait_for_result(job_id, args.result, timeout=args.wait_timeout, quiet=args.quiet)
 
@@ -310,9 +425,13 @@ def _wait_for_result(job_id: str, url: str, *, timeout: float | None, quiet: boo
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """``jobrunner status``: the current result document of a job, readable or raw."""
+    """``jobrunner status``: a job's state (with a ticket) or its current result document."""
     config = _config(args)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    from jobrunner.client import Ticket
+
+    if Ticket.looks_like(args.target):
+        return _ticket_status(args.target, as_json=args.json)
     from jobrunner.follow import ResultReader, describe, resolve_result_url
 
     url = resolve_result_url(args.target, config.base_url)
@@ -321,7 +440,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if doc is None:
         print(
             f"jobrunner status: no result document at {url} yet "
-            "(the job may still wait in the queue, or the URL is wrong)",
+            "(the job may still wait in the queue, or the URL is wrong; "
+            "give the ticket 'submit' printed to ask beanstalkd too)",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -329,15 +449,117 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ticket(text: str) -> Any:
+    from jobrunner.client import Ticket
+
+    try:
+        return Ticket.parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _ticket_status(text: str, *, as_json: bool) -> int:
+    from jobrunner.client import Client
+    from jobrunner.follow import describe
+
+    ticket = _ticket(text)
+    with Client(ticket.server) as client:
+        status = client.status(ticket)
+    if as_json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        print(_status_line(status))
+        if status.document is not None:
+            print(describe(status.document))
+    return EXIT_FAILED if status.state == "unknown" else EXIT_OK
+
+
+def _status_line(status: Any) -> str:
+    where = f" in tube {status.tube}" if status.tube else ""
+    progress = (
+        f" {round(100 * status.progress)}%"
+        if status.state == "running" and status.progress is not None
+        else ""
+    )
+    cancel = " (cancel requested)" if status.cancel_requested and status.state == "running" else ""
+    return f"{status.state}{progress}{cancel}: job {status.job_id}{where}, result {status.result}"
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """``jobrunner cancel``: cancel a waiting or running job; leave a finished one alone."""
+    config = _config(args)
+    configure_logging(config.log_level, format=config.log_format)
+    from jobrunner.client import Client
+
+    if args.wait < 0:
+        raise ConfigError(f"--wait must not be negative, got {args.wait:g}")
+    ticket = _ticket(args.ticket)
+    with Client(ticket.server) as client:
+        done = client.cancel(ticket, wait=args.wait)
+    if args.json:
+        print(
+            json.dumps(
+                {"outcome": done.outcome, "message": done.message, "status": done.status.as_dict()},
+                indent=2,
+            )
+        )
+    else:
+        print(done.message)
+    if done.outcome == "cancelled":
+        return EXIT_OK
+    if done.outcome == "stopping":
+        return EXIT_TIMEOUT if args.wait > 0 else EXIT_OK
+    return EXIT_FAILED
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """``jobrunner schedule``: run the scheduler (or show the next planned runs)."""
+    from pathlib import Path
+
+    from jobrunner.schedule import Scheduler, load_schedules
+
+    config = _config(args)
+    configure_logging(config.log_level, format=config.log_format)
+    path = args.config or os.environ.get("JOBRUNNER_CONFIG")
+    if not path:
+        raise ConfigError("schedule needs --config FILE with [[schedule]] tables")
+    settings, schedules = load_schedules(Path(path))
+    if args.next is not None:
+        import datetime as dt
+
+        from jobrunner.codec import format_time
+
+        now = dt.datetime.now(dt.timezone.utc)
+        for item in schedules:
+            runs = item.runs_after(now)
+            for _ in range(max(0, args.next)):
+                run = next(runs)
+                print(f"{item.name:<24} {format_time(run)}  {item.job_id(run)}")
+        return EXIT_OK
+    scheduler = Scheduler(schedules, list(config.beanstalk), tube=config.tube[0], settings=settings)
+    return scheduler.run()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``jobrunner serve``: serve the results directory over HTTP."""
     config = _config(args)
     if config.results_dir is None:
         raise ConfigError("serve needs --results-dir (or JOBRUNNER_RESULTS_DIR)")
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, format=config.log_format)
+    check_port_free(config.host, config.port, "port")
     from jobrunner.serve import run_server
 
     return run_server(config)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``jobrunner dashboard``: the operator's web page until SIGTERM/SIGINT."""
+    config = _config(args)
+    configure_logging(config.log_level, format=config.log_format)
+    check_port_free(config.dashboard_host, config.dashboard_port, "dashboard_port")
+    from jobrunner.dashboard import run_dashboard
+
+    return run_dashboard(config)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -48,6 +48,8 @@ MAX_JOB_BYTES = 65_535
 #: How deeply JSON may nest in job documents and decoded inputs.
 MAX_JSON_DEPTH = 64
 
+# Matched with fullmatch: "$" alone also matches before a final newline, and an
+# id such as "abc\n" would pass. The JSON Schema spells the same end as "$(?!\n)".
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s]+$")
@@ -71,7 +73,7 @@ def parse_time(value: str) -> dt.datetime:
     Raises:
         ValueError: when the text is not an RFC 3339 date-time with an offset.
     """
-    if not isinstance(value, str) or not _TIME_RE.match(value):
+    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
         raise ValueError(f"must be an RFC 3339 time such as 2026-01-31T12:00:00Z, got {value!r}")
     text = value.replace("z", "Z").replace("t", "T").replace(" ", "T")
     if text.endswith("Z"):
@@ -91,7 +93,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(
         str | dict[str, str], lambda value, _: value if isinstance(value, str) else dict(value)
     )
-    conv.register_structure_hook(Any, lambda value, _: value)
+    # ``Any`` passes through unchanged. A predicate hook, because cattrs refuses
+    # ``register_structure_hook(Any, ...)`` on Python 3.10 (Any is no class there).
+    conv.register_structure_hook_func(lambda cls: cls is Any, lambda value, _: value)
     return conv
 
 
@@ -179,7 +183,7 @@ def _check_url(value: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: must be a URL string, got {type(value).__name__}")
     elif len(value) > _MAX_URL_LENGTH:
         problems.append(f"{where}: URL longer than {_MAX_URL_LENGTH} characters")
-    elif not _URL_RE.match(value):
+    elif not _URL_RE.fullmatch(value):
         problems.append(
             f"{where}: must be a fully qualified URL such as https://host/path, got {value!r}"
         )
@@ -210,12 +214,12 @@ def validate_job(doc: Any) -> list[str]:
     v = doc.get("v", VERSION)
     if v != VERSION or isinstance(v, bool):
         problems.append(f"v: unsupported version {v!r}, this worker reads version {VERSION}")
-    if "id" in doc and not (isinstance(doc["id"], str) and _ID_RE.match(doc["id"])):
+    if "id" in doc and not (isinstance(doc["id"], str) and _ID_RE.fullmatch(doc["id"])):
         problems.append(
             "id: must be 1-128 characters of letters, digits and ._:@+- "
             f"starting with a letter or digit, got {doc['id']!r}"
         )
-    if "type" in doc and not (isinstance(doc["type"], str) and _TYPE_RE.match(doc["type"])):
+    if "type" in doc and not (isinstance(doc["type"], str) and _TYPE_RE.fullmatch(doc["type"])):
         problems.append(f"type: must be a job type name such as 'echo', got {doc['type']!r}")
     if "input" in doc:
         inp = doc["input"]
@@ -223,7 +227,7 @@ def validate_job(doc: Any) -> list[str]:
             if not inp:
                 problems.append("input: must name at least one input URL")
             for name, url in inp.items():
-                if not _NAME_RE.match(name):
+                if not _NAME_RE.fullmatch(name):
                     problems.append(f"input: invalid input name {name!r}")
                 _check_url(url, f"input.{name}", problems)
         else:
@@ -246,6 +250,17 @@ def validate_job(doc: Any) -> list[str]:
     return problems
 
 
+def _parse_leniently(body: bytes | str) -> Any:
+    """The refused document as plain JSON would read it (NaN and all), or None.
+
+    Only for the failure document: its result URL may still be usable.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def decode_job(body: bytes | str, *, max_bytes: int = MAX_JOB_BYTES) -> Job:
     """Decode and validate a job document (the raw body of a beanstalkd job).
 
@@ -253,14 +268,17 @@ def decode_job(body: bytes | str, *, max_bytes: int = MAX_JOB_BYTES) -> Job:
         InvalidJob: listing every problem found, each naming its field.
     """
     if len(body) > max_bytes:
-        raise InvalidJob(f"job document is {len(body)} bytes, the limit is {max_bytes}")
+        raise InvalidJob(
+            f"job document is {len(body)} bytes, the limit is {max_bytes}",
+            document=_parse_leniently(body),
+        )
     try:
         doc = loads_strict(body, what="job document")
     except ValueError as exc:
-        raise InvalidJob(str(exc)) from None
+        raise InvalidJob(str(exc), document=_parse_leniently(body)) from None
     problems = validate_job(doc)
     if problems:
-        raise InvalidJob("invalid job document: " + "; ".join(problems), problems)
+        raise InvalidJob("invalid job document: " + "; ".join(problems), problems, doc)
     return converter.structure(doc, Job)
 
 

@@ -11,15 +11,19 @@ Nothing here reads the environment at import time.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from jobrunner._log import get_logger
 from jobrunner.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -27,17 +31,49 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["Config", "Setting", "load_config", "settings"]
+__all__ = [
+    "Config",
+    "Setting",
+    "check_dir_writable",
+    "check_port_free",
+    "load_config",
+    "settings",
+]
+
+log = get_logger(__name__)
 
 ENV_PREFIX = "JOBRUNNER_"
+#: ``JOBRUNNER_*`` variables that are not settings but are read by jobrunner's
+#: own scripts and tests: not warned about.
+KNOWN_OTHER_ENV = frozenset(
+    {
+        "JOBRUNNER_CONFIG",
+        "JOBRUNNER_SKIP_SETUP",
+        "JOBRUNNER_BROWSER_TESTS",
+        "JOBRUNNER_PROMTOOL_TESTS",
+        "JOBRUNNER_BENCH_CACHE",
+    }
+)
+# What Kubernetes injects for a Service named "jobrunner..." (docker links did the
+# same): JOBRUNNER_SERVICE_HOST, JOBRUNNER_SERVICE_PORT[_NAME], JOBRUNNER_PORT=tcp://...,
+# JOBRUNNER_PORT_8080_TCP[_PROTO|_PORT|_ADDR]. Never settings: ignored, not warned about.
+_SERVICE_LINK_NAME = re.compile(
+    r"[A-Z0-9_]*?(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)"
+)
+_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://[^/\s]+:\d+")
 _MIB = 1024 * 1024
 
 # Which commands take a setting as a flag.
 WORK = "work"
 SUBMIT = "submit"
 SERVE = "serve"
-QUEUE = "queue"  # stats, peek, buried, kick, delete, status
+QUEUE = "queue"  # stats, peek, buried, kick, delete, schedule
 STATUS = "status"  # jobrunner status: reads result documents
+DASHBOARD = "dashboard"  # jobrunner dashboard
+
+
+#: Tables of the same TOML file read by one command only (``jobrunner schedule``).
+TABLES = ("schedule", "scheduler")
 
 
 def _opt(
@@ -70,13 +106,13 @@ class Config:
     beanstalk: tuple[str, ...] = _opt(
         ("127.0.0.1:11300",),
         "beanstalkd server HOST:PORT (repeatable)",
-        commands=(WORK, SUBMIT, QUEUE),
+        commands=(WORK, SUBMIT, QUEUE, DASHBOARD),
         metavar="HOST:PORT",
     )
     tube: tuple[str, ...] = _opt(
         ("default",),
         "tube to watch (work) or use (submit); repeatable for work",
-        commands=(WORK, SUBMIT, QUEUE),
+        commands=(WORK, SUBMIT, QUEUE, DASHBOARD),
         metavar="NAME",
     )
     # worker
@@ -87,13 +123,13 @@ class Config:
     results_dir: Path | None = _opt(
         None,
         "directory the file publisher writes results to",
-        commands=(WORK, SERVE),
+        commands=(WORK, SERVE, DASHBOARD),
         metavar="DIR",
     )
     base_url: str | None = _opt(
         None,
         "URL under which results_dir is served (status: resolves a job ID to BASE_URL/ID.json)",
-        commands=(WORK, STATUS),
+        commands=(WORK, STATUS, DASHBOARD),
         metavar="URL",
     )
     allow_host: tuple[str, ...] = _opt(
@@ -142,6 +178,11 @@ class Config:
     metrics_port: int | None = _opt(
         None, "serve Prometheus metrics and /health on this port", metavar="PORT"
     )
+    metrics_queue: bool = _opt(
+        False,
+        "also export the watched tubes' depth (jobrunner_queue_jobs): on one worker only, "
+        "or sum() over workers counts each job once per worker",
+    )
     # serve
     host: str = _opt("127.0.0.1", "address the results server listens on", commands=(SERVE,))
     port: int = _opt(8080, "port the results server listens on", commands=(SERVE,))
@@ -157,9 +198,67 @@ class Config:
     max_put_bytes: int = _opt(
         16 * _MIB, "largest result document accepted by PUT", commands=(SERVE,)
     )
+    create_results_dir: bool = _opt(
+        False, "create the results directory when it does not exist", commands=(SERVE,)
+    )
+    idle_timeout: float = _opt(
+        10.0,
+        "seconds a connection may wait for a complete request head (idle or slow) before closing",
+        commands=(SERVE,),
+    )
+    max_connections: int = _opt(
+        0,
+        "most client connections open at once (0: half the file-descriptor limit)",
+        commands=(SERVE,),
+    )
+    body_timeout: float = _opt(
+        60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
+    )
+    access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
+    cache_finished: int = _opt(
+        86400,
+        "seconds HTTP caches may keep a done or failed result document (0: revalidate always)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    cache_not_found: int = _opt(
+        2,
+        "seconds HTTP caches may keep a 404 (a result not yet published; 0: never)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    # dashboard
+    dashboard_host: str = _opt(
+        "127.0.0.1",
+        "address the dashboard listens on (other than loopback only with a token)",
+        commands=(DASHBOARD,),
+    )
+    dashboard_port: int = _opt(8070, "port the dashboard listens on", commands=(DASHBOARD,))
+    dashboard_token: str | None = _opt(
+        None,
+        "token the dashboard asks for (as ?token= once, then a cookie); allows kicking jobs",
+        commands=(DASHBOARD,),
+        secret=True,
+    )
+    dashboard_worker: tuple[str, ...] = _opt(
+        (),
+        "a worker's metrics URL (http://HOST:PORT of --metrics-port) to show (repeatable)",
+        commands=(DASHBOARD,),
+        metavar="URL",
+    )
+    dashboard_interval: float = _opt(
+        5.0, "seconds between two polls of the queue and the workers", commands=(DASHBOARD,)
+    )
     # all commands
     log_level: str = _opt(
-        "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
+        "info",
+        "debug, info, warning or error",
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS, DASHBOARD),
+    )
+    log_format: str = _opt(
+        "auto",
+        "json (one JSON object per line), console, or auto: console on a terminal, else json",
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS, DASHBOARD),
     )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -267,11 +366,11 @@ def _convert(setting: Setting, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: invalid value {value!r} for {setting.name}: {exc}") from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+def read_toml_tables(path: Path) -> dict[str, Any]:
+    """Read a whole TOML file (settings and the other commands' tables).
 
     Raises:
-        ConfigError: unreadable file, TOML syntax error or unknown key.
+        ConfigError: unreadable file or TOML syntax error.
     """
     try:
         with path.open("rb") as fh:
@@ -280,9 +379,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file; settings may sit at top level or under ``[jobrunner]``.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error or unknown key.
+    """
+    data = read_toml_tables(path)
     if isinstance(data.get("jobrunner"), dict):
         data = {**{k: v for k, v in data.items() if k != "jobrunner"}, **data["jobrunner"]}
-    known = {s.name for s in settings()}
+    known = {s.name for s in settings()} | set(TABLES)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -312,12 +421,15 @@ def load_config(
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     file_values = read_toml(Path(config_file)) if config_file else {}
+    for table in TABLES:
+        file_values.pop(table, None)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    _warn_unknown_env(env)
     for setting in settings():
         if flags.get(setting.name) is not None:
             raw, where, source = flags[setting.name], f"flag {setting.flag}", "flag"
-        elif setting.env in env:
+        elif setting.env in env and not _is_service_link(setting.env, env[setting.env]):
             raw, where, source = env[setting.env], f"environment {setting.env}", "env"
         elif setting.name in file_values:
             raw, where, source = file_values[setting.name], f"config file {config_file}", "file"
@@ -329,6 +441,28 @@ def load_config(
     config = Config(**values, sources=sources)
     validate(config)
     return config
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    """True for a variable Kubernetes (or docker links) set for a Service, not a setting."""
+    if _SERVICE_LINK_NAME.fullmatch(name):
+        return True
+    return name.endswith("_PORT") and bool(_SERVICE_LINK_VALUE.fullmatch(value.strip()))
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    """Log a warning for each ``JOBRUNNER_*`` variable that no setting reads (a typo)."""
+    known = {s.env for s in settings()} | KNOWN_OTHER_ENV
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        if _is_service_link(name, env[name]):
+            continue
+        log.warning(
+            "unknown_environment_variable",
+            variable=name,
+            hint="no setting reads it; 'jobrunner config' lists the settings",
+        )
 
 
 def validate(config: Config) -> None:
@@ -359,19 +493,44 @@ def validate(config: Config) -> None:
         "retry_max",
         "rsync_timeout",
         "http_timeout",
+        "dashboard_interval",
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    for name in ("idle_timeout", "body_timeout"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name} must be above 0, got {getattr(config, name)}")
+    if config.max_connections < 0:
+        problems.append(f"max_connections must not be negative, got {config.max_connections}")
+    for name in ("port", "metrics_port"):
+        port = getattr(config, name)
+        if port is not None and not 1 <= port <= 65535:
+            problems.append(f"{name} must be a TCP port from 1 to 65535, got {port}")
     if config.running_delay < 0:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
         problems.append(f"grace must not be negative, got {config.grace}")
+    for name in ("cache_finished", "cache_not_found"):
+        if not 0 <= getattr(config, name) <= 10 * 365 * 86400:
+            problems.append(f"{name} must be 0 to 315360000 seconds, got {getattr(config, name)}")
     if config.max_redirects < 0:
         problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
+    from jobrunner.policy import host_name_problem, parse_ip
+
     for address in config.beanstalk:
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            problems.append(f"beanstalk: expected HOST:PORT, got {address!r}")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"beanstalk: expected HOST:PORT (port 1-65535), got {address!r}")
+        elif parse_ip(host) is None and (why := host_name_problem(host.lower())) is not None:
+            problems.append(f"beanstalk: {host!r} is not a valid host name: {why}")
+    for url in config.dashboard_worker:
+        if not url.startswith(("http://", "https://")):
+            problems.append(f"dashboard_worker must be an http(s) URL, got {url!r}")
+    for name in ("port", "metrics_port", "dashboard_port"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= value < 65536:
+            problems.append(f"{name} must be 0-65535, got {value}")
     if not config.beanstalk:
         problems.append("beanstalk: at least one server is needed")
     if not config.tube:
@@ -382,6 +541,8 @@ def validate(config: Config) -> None:
         problems.append(
             f"log_level must be debug, info, warning or error, got {config.log_level!r}"
         )
+    if config.log_format not in ("auto", "json", "console"):
+        problems.append(f"log_format must be auto, json or console, got {config.log_format!r}")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     # A bad --allow-host entry must fail here, before any child process starts.
@@ -391,3 +552,46 @@ def validate(config: Config) -> None:
         UrlPolicy(config.allow_host, allow_file_inputs=config.allow_file_inputs)
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def check_dir_writable(path: Path, setting: str) -> None:
+    """Check at start-up that files can be created in ``path`` (created when missing).
+
+    Raises:
+        ConfigError: naming the setting, the directory and the reason.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".jobrunner-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"{setting} {path} is not a writable directory ({reason}); "
+            "create it and give this user write access"
+        ) from None
+
+
+def check_port_free(host: str, port: int | None, setting: str) -> None:
+    """Check at start-up that a server can listen on ``host:port`` (0 or None: any port).
+
+    Raises:
+        ConfigError: naming the setting, the address and the reason.
+    """
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"{setting}: cannot listen on {host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigError(
+                f"{setting}: cannot listen on {host}:{port} ({why}); "
+                "stop what holds it or choose another port"
+            ) from None

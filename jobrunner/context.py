@@ -24,7 +24,9 @@ class Context:
             several input URLs.
         params: the job's params, as an instance of the job type's ``Params``
             class when it has one, else the plain dict.
-        log: a structlog logger bound to the job (id, type, attempt).
+        log: a logger bound to the job (id, type, attempt):
+            ``ctx.log.info("rows_read", rows=n)``; its records go through
+            stdlib :mod:`logging`, like those of ``logging.getLogger(...)``.
         workdir: a scratch directory (created on first use), removed after the job.
         attempt: which attempt this is (1 for the first).
     """

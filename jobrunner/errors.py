@@ -31,7 +31,9 @@ translated into these at the module that talks to the library.
         ├── WorkerCrash                     worker_crash       the child process died mid-job
         ├── RetriesExhausted                retries_exhausted  retryable failures past max_attempts
         ├── JobExpired                      expired            reserved after its ``expires`` time
+        ├── JobCancelled                    cancelled          cancelled by a client (``cancel``)
         ├── ResultRefused                   result_refused     result URL outside what we publish
+        ├── ResultBlocked                   result_blocked     a file or directory is in the way
         ├── ResultTooLarge                  result_too_large   result document over the size limit
         └── PublishFailed                   publish_failed     a publisher could not write it
 """
@@ -49,6 +51,7 @@ __all__ = [
     "InputUnavailable",
     "InvalidJob",
     "InvalidParams",
+    "JobCancelled",
     "JobExpired",
     "JobFailure",
     "JobNotFound",
@@ -59,6 +62,7 @@ __all__ = [
     "PluginUnavailable",
     "PublishFailed",
     "QueueError",
+    "ResultBlocked",
     "ResultRefused",
     "ResultTooLarge",
     "ResultUnavailable",
@@ -144,9 +148,13 @@ class InvalidJob(JobFailure, ValueError):
 
     code = "invalid_job"
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, problems: list[str] | None = None, document: object = None
+    ) -> None:
         super().__init__(message)
         self.problems = problems if problems is not None else [message]
+        #: The document as parsed, when it was JSON: its result URL may still be usable.
+        self.document = document
 
 
 class UnknownType(JobFailure, LookupError):
@@ -239,10 +247,26 @@ class JobExpired(JobFailure):
     code = "expired"
 
 
+class JobCancelled(JobFailure):
+    """Raised when a client cancelled the job (``Client.cancel``, ``jobrunner cancel``)."""
+
+    code = "cancelled"
+
+
 class ResultRefused(JobFailure):
     """Raised when a result URL does not map inside what the publishers may write."""
 
     code = "result_refused"
+
+
+class ResultBlocked(JobFailure):
+    """Raised when a file or directory on disk stands where the result document must go.
+
+    A directory at the document's place, or a file where one of its parent
+    directories is needed: no retry can write it, so the job fails at once.
+    """
+
+    code = "result_blocked"
 
 
 class ResultTooLarge(JobFailure):
@@ -284,7 +308,9 @@ _FAILURES: dict[str, type[JobFailure]] = {
         WorkerCrash,
         RetriesExhausted,
         JobExpired,
+        JobCancelled,
         ResultRefused,
+        ResultBlocked,
         ResultTooLarge,
         PublishFailed,
     )

@@ -7,7 +7,9 @@ hop (redirects are followed here, not by httpx), connects only to addresses
 the policy checked (its network backend resolves, checks and connects in one
 step, so there is no DNS-rebinding window, while the ``Host`` header and TLS
 SNI / certificate checks keep the original name), bounds every fetch in size
-(counted after content decoding, so a gzip bomb stops at the limit) and in
+(counted after content decoding, which is done here in pieces of at most
+64 KiB, so a gzip bomb stops at the limit having cost no more memory than
+the limit itself) and in
 time (connect and read time-outs plus a total deadline, so a server dripping
 a byte a second fails too), and decodes JSON strictly (no NaN, bounded
 nesting). Proxy environment variables are ignored.
@@ -39,7 +41,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +73,8 @@ _DRAIN_BYTES = 64 * 1024  # read this much of an unused body so the connection i
 _MAX_THREADS = 8
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 _ACCEPT = "application/json, */*;q=0.5"
-_ENCODINGS = ("gzip", "deflate")  # what httpx decodes without extra packages
+_ENCODINGS = ("gzip", "deflate")  # what we decode (zlib); br, zstd and others are refused
+_INFLATE_PIECE = 64 * 1024  # most bytes one decompression step may produce
 _NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
@@ -557,7 +561,15 @@ class Fetcher:
             raise self._too_large(url, f"it announces {int(length)} bytes")
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        # Raw bytes, decoded here: httpx would inflate each network chunk in one
+        # step, and 64 KiB of gzip can inflate to 64 MiB before any size check.
+        pieces: Iterable[bytes]
+        if response.is_stream_consumed:  # read whole by the transport (httpx.MockTransport)
+            pieces = [response.content]
+        else:
+            raw = response.iter_raw()
+            pieces = _inflate(raw, encodings[0]) if encodings else raw
+        for chunk in pieces:
             size += len(chunk)
             if size > limit:
                 raise self._too_large(url, f"more than {limit} bytes after decoding")
@@ -618,6 +630,42 @@ class Fetcher:
             etag=None,
             last_modified=email.utils.formatdate(info.st_mtime, usegmt=True),
         )
+
+
+def _inflate(raw: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+    """Decode a gzip or deflate body in pieces of at most ``_INFLATE_PIECE`` bytes.
+
+    ``deflate`` is tried as zlib-wrapped data first and then as a raw deflate
+    stream, as httpx (and browsers) do, since servers send both.
+
+    Raises:
+        httpx.DecodingError: the body is not valid compressed data.
+    """
+    wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    first = True
+    try:
+        for chunk in raw:
+            data = chunk
+            while data:
+                try:
+                    piece = inflater.decompress(data, _INFLATE_PIECE)
+                except zlib.error:
+                    if not (first and encoding == "deflate"):
+                        raise
+                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    piece = inflater.decompress(data, _INFLATE_PIECE)
+                first = False
+                data = inflater.unconsumed_tail
+                if piece:
+                    yield piece
+                if inflater.eof:
+                    break
+        tail = inflater.flush()
+        if tail:
+            yield tail
+    except zlib.error as exc:
+        raise httpx.DecodingError(str(exc)) from exc
 
 
 def _decoded(

@@ -42,7 +42,7 @@ def utcnow() -> dt.datetime:
 
 @attrs.frozen(kw_only=True)
 class Job:
-    """A job document, version 1 (see DESIGN.md, "Wire formats").
+    """A job document, version 1 (the documentation's "Wire formats" reference).
 
     ``input`` is one fully qualified URL, or a mapping of input name to URL.
     """

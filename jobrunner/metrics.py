@@ -1,31 +1,65 @@
-"""Prometheus metrics and a health endpoint for ``jobrunner work --metrics-port P``.
+"""Prometheus metrics and the health endpoint of ``jobrunner work --metrics-port P``.
 
-A small, dependency-free implementation of the Prometheus text exposition
-format (version 0.0.4): counters, gauges and histograms with labels, safe
-to update from the slot threads. (``prometheus_client`` would add ~12 MB to
-every worker process for the same few metrics.) :class:`MetricsServer`
-serves ``GET /metrics`` and ``GET /health`` from a background thread; a
-scrape every few seconds needs no more than the standard library's server.
+The only module importing ``prometheus_client``. The worker counts through
+the narrow interface of :class:`WorkerMetrics` (a job started, a job
+finished, a child restarted); everything Prometheus-shaped stays here.
+:class:`MetricsServer` serves ``GET /metrics`` (prometheus_client's own
+exposition: text or OpenMetrics, gzip when asked) and ``GET /health``.
+
+What each worker exports (names are a contract with dashboards and alerts):
+
+* ``jobrunner_jobs_total{type, outcome}``, ``jobrunner_job_duration_seconds{type}``,
+  ``jobrunner_jobs_in_flight``, ``jobrunner_retries_total{type}``,
+  ``jobrunner_child_restarts_total{reason}``, ``jobrunner_reconnects_total{server}``,
+  ``jobrunner_servers_up``, ``jobrunner_publish_failures_in_row``;
+* ``jobrunner_build_info{version, python}``, and prometheus_client's process
+  (``process_resident_memory_bytes``, CPU, open files) and platform collectors;
+* ``jobrunner_queue_jobs{server, tube, state}`` only with ``--metrics-queue``:
+  the queue is one for all workers, so one exporter (one worker, or
+  ``jobrunner dashboard``) should export it, or ``sum()`` over workers counts
+  each job as many times as there are workers.
+
+The ``type`` label comes from untrusted job documents: only job types
+installed on the worker are label values, every other name is counted as
+``other``, so a stream of made-up types cannot grow the series without bound.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import platform
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any, TypeVar
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import MetricsHandler
+from prometheus_client.registry import Collector
+
+from jobrunner import __version__
+from jobrunner._log import get_logger
 
 __all__ = [
-    "Counter",
-    "Gauge",
-    "Histogram",
+    "DURATION_BUCKETS",
+    "OTHER_TYPE",
+    "PUBLISH_FAILURES_UNHEALTHY",
     "MetricsServer",
-    "Registry",
+    "QueueDepth",
     "WorkerMetrics",
 ]
 
-LabelValues = tuple[str, ...]
+log = get_logger(__name__)
+T = TypeVar("T")
 
 #: Job durations: from a no-op (milliseconds) to a long simulation (hours).
 DURATION_BUCKETS = (
@@ -47,283 +81,241 @@ DURATION_BUCKETS = (
     3600,
     14400,
 )
+#: The ``type`` label of jobs whose type is not installed on this worker.
+OTHER_TYPE = "other"
+#: Publications failing this many jobs in a row make ``/health`` unhealthy.
+PUBLISH_FAILURES_UNHEALTHY = 3
+_PUBLISH_CODES = frozenset({"publish_failed"})
+
+#: Reads queue depth at scrape time: ``(server, tube, state) -> jobs``.
+QueueDepth = Callable[[], Iterable[tuple[tuple[str, str, str], float]]]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _read(read: Callable[[], T], default: T) -> T:
+    try:
+        return read()
+    except Exception as exc:  # a scrape must not fail for one reading
+        log.warning("metrics_read_failed", error=f"{type(exc).__name__}: {exc}")
+        return default
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+class _Sampled(Collector):
+    """Metrics read at scrape time from callables (reconnects, servers up, queue depth)."""
 
+    def __init__(
+        self,
+        reconnects: Callable[[], dict[str, int]],
+        servers_up: Callable[[], int],
+        queue: QueueDepth | None,
+    ) -> None:
+        self._reconnects = reconnects
+        self._servers_up = servers_up
+        self._queue = queue
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help
-        self.labelnames = tuple(labels)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.labelnames):
-            raise ValueError(
-                f"{self.name}: expected labels {self.labelnames}, got {sorted(labels)}"
+    def collect(self) -> Iterator[Metric]:
+        # A failing read (a queue server gone mid-scrape) leaves its metric out of this
+        # scrape; the rest of the scrape still answers.
+        reconnects = CounterMetricFamily(
+            "jobrunner_reconnects", "Reconnections to a beanstalkd server.", labels=["server"]
+        )
+        counts: dict[str, int] = _read(self._reconnects, {})
+        for server, count in sorted(counts.items()):
+            reconnects.add_metric([server], count)
+        yield reconnects
+        up = _read(self._servers_up, None)
+        if up is not None:
+            yield GaugeMetricFamily(
+                "jobrunner_servers_up", "beanstalkd servers reachable.", value=up
             )
-        return tuple(str(labels[name]) for name in self.labelnames)
+        if self._queue is not None:
+            queue = self._queue
+            samples = _read(lambda: sorted(queue()), None)
+            if samples is not None:
+                depth = GaugeMetricFamily(
+                    "jobrunner_queue_jobs",
+                    "Jobs in the watched tubes, by server, tube and state.",
+                    labels=["server", "tube", "state"],
+                )
+                for labels, value in samples:
+                    depth.add_metric(list(labels), value)
+                yield depth
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-    def render(self) -> list[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class _Sampled(_Metric):
-    """One number per label combination, kept here or read by ``collect`` at scrape time."""
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        collect: Callable[[], Iterable[tuple[LabelValues, float]]] | None = None,
-    ) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelValues, float] = {}
-        self._collect = collect
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        """Add ``amount`` to the value with these labels."""
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        """The current value (0 when never updated)."""
-        return self._values.get(self._key(labels), 0.0)
-
-    def render(self) -> list[str]:
-        if self._collect is not None:
-            items = sorted(self._collect())
-        else:
-            with self._lock:
-                items = sorted(self._values.items())
-        return self.header() + [
-            f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items
-        ]
-
-
-class Counter(_Sampled):
-    """A monotonically increasing count (``inc`` with amounts >= 0)."""
-
-    kind = "counter"
-
-
-class Gauge(_Sampled):
-    """A value that goes up and down (``inc`` with negative amounts, ``set``)."""
-
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        """Set the gauge."""
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = value
-
-
-class Histogram(_Metric):
-    """Observations counted into cumulative buckets, with their sum and count."""
-
-    kind = "histogram"
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        buckets: Sequence[float] = DURATION_BUCKETS,
-    ) -> None:
-        super().__init__(name, help, labels)
-        self.buckets = (*sorted(buckets), math.inf)
-        self._series: dict[LabelValues, tuple[list[int], list[float]]] = {}
-
-    def observe(self, value: float, **labels: str) -> None:
-        """Record one observation."""
-        key = self._key(labels)
-        with self._lock:
-            counts, total = self._series.setdefault(key, ([0] * len(self.buckets), [0.0]))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-            total[0] += value
-
-    def count(self, **labels: str) -> int:
-        """How many observations were recorded."""
-        series = self._series.get(self._key(labels))
-        return series[0][-1] if series else 0
-
-    def render(self) -> list[str]:
-        lines = self.header()
-        with self._lock:
-            items = sorted((k, (list(c), t[0])) for k, (c, t) in self._series.items())
-        for key, (counts, total) in items:
-            for bound, count in zip(self.buckets, counts, strict=True):
-                le = 'le="' + _number(bound) + '"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {count}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_number(total)}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {counts[-1]}")
-        return lines
-
-
-class Registry:
-    """The metrics of one process, rendered together."""
-
-    def __init__(self) -> None:
-        self.metrics: list[_Metric] = []
-
-    def add(self, metric: Any) -> Any:
-        """Register a metric and return it."""
-        self.metrics.append(metric)
-        return metric
-
-    def render(self) -> str:
-        """The whole registry in the Prometheus text format."""
-        lines: list[str] = []
-        for metric in self.metrics:
-            try:
-                lines += metric.render()
-            except Exception as exc:  # a failing collector must not break the scrape
-                lines.append(f"# {metric.name} not collected: {type(exc).__name__}")
-        return "\n".join(lines) + "\n"
-
-
-Collector = Callable[[], Iterable[tuple[LabelValues, float]]]
-
-
-def _nothing() -> list[tuple[LabelValues, float]]:
-    return []
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected at scrape time only: nothing to check at registration
 
 
 class WorkerMetrics:
-    """The worker's metrics (names are part of the operator's contract).
+    """The worker's metrics behind a narrow interface; thread-safe.
 
     Args:
+        job_types: the job types installed on this worker; other ``type``
+            values are counted as ``other``. None: the names of the installed
+            entry points (read without importing them).
         reconnects: reads reconnections per server at scrape time.
         servers_up: reads how many servers are reachable at scrape time.
-        queue: reads the watched tubes' job counts at scrape time.
+        queue: reads the watched tubes' job counts at scrape time; None (the
+            default) leaves ``jobrunner_queue_jobs`` out.
+        process: add prometheus_client's process and platform collectors
+            (False in unit tests that build many registries).
     """
 
     def __init__(
         self,
         *,
-        reconnects: Collector = _nothing,
-        servers_up: Collector = _nothing,
-        queue: Collector = _nothing,
+        job_types: Collection[str] | None = None,
+        reconnects: Callable[[], dict[str, int]] = dict,
+        servers_up: Callable[[], int] = int,
+        queue: QueueDepth | None = None,
+        process: bool = True,
     ) -> None:
-        self.registry = Registry()
-        add = self.registry.add
-        self.jobs = add(
-            Counter(
-                "jobrunner_jobs_total",
-                "Jobs handled, by type and outcome (done, released, or the error code).",
-                ["type", "outcome"],
-            )
+        if job_types is None:
+            from jobrunner.plugins import JOB_TYPES, metadata_names
+
+            job_types = metadata_names(JOB_TYPES)
+        self._types = frozenset(job_types)
+        self._lock = threading.Lock()
+        self._publish_failures = 0
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        if process:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        Info("jobrunner_build", "The jobrunner release this worker runs.", registry=registry).info(
+            {"version": __version__, "python": platform.python_version()}
         )
-        self.duration = add(
-            Histogram(
-                "jobrunner_job_duration_seconds",
-                "Time from reserve to delete/release/bury.",
-                ["type"],
-            )
+        self._jobs = Counter(
+            "jobrunner_jobs",
+            "Jobs handled, by type and outcome (done, released, or the error code).",
+            ["type", "outcome"],
+            registry=registry,
         )
-        self.in_flight = add(Gauge("jobrunner_jobs_in_flight", "Jobs running now."))
-        self.retries = add(
-            Counter("jobrunner_retries_total", "Jobs released for a retry.", ["type"])
+        self._duration = Histogram(
+            "jobrunner_job_duration_seconds",
+            "Time from reserve to delete/release/bury.",
+            ["type"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
         )
-        self.child_restarts = add(
-            Counter(
-                "jobrunner_child_restarts_total", "Child processes replaced, by reason.", ["reason"]
-            )
+        self._in_flight = Gauge("jobrunner_jobs_in_flight", "Jobs running now.", registry=registry)
+        self._retries = Counter(
+            "jobrunner_retries", "Jobs released for a retry.", ["type"], registry=registry
         )
-        self.reconnects = add(
-            Counter(
-                "jobrunner_reconnects_total",
-                "Reconnections to a beanstalkd server.",
-                ["server"],
-                collect=reconnects,
-            )
+        self._child_restarts = Counter(
+            "jobrunner_child_restarts",
+            "Child processes replaced, by reason.",
+            ["reason"],
+            registry=registry,
         )
-        self.servers_up = add(
-            Gauge("jobrunner_servers_up", "beanstalkd servers reachable.", collect=servers_up)
+        self._publish_gauge = Gauge(
+            "jobrunner_publish_failures_in_row",
+            "Jobs in a row whose result could not be published (0 after a success).",
+            registry=registry,
         )
-        self.queue = add(
-            Gauge(
-                "jobrunner_queue_jobs",
-                "Jobs in the watched tubes, by server, tube and state.",
-                ["server", "tube", "state"],
-                collect=queue,
-            )
-        )
+        registry.register(_Sampled(reconnects, servers_up, queue))
+
+    # -- what the worker reports -------------------------------------------------
+
+    def type_label(self, job_type: str | None) -> str:
+        """The ``type`` label for a job type name: itself when installed, else ``other``."""
+        return job_type if job_type in self._types else OTHER_TYPE
+
+    def job_started(self) -> None:
+        """A slot began handling a job."""
+        self._in_flight.inc()
+
+    def job_ended(self) -> None:
+        """A slot finished handling a job (whatever came of it)."""
+        self._in_flight.dec()
+
+    def job_finished(
+        self, job_type: str | None, action: str, code: str | None, seconds: float
+    ) -> None:
+        """Count one job's outcome.
+
+        Args:
+            job_type: the job's ``type`` (untrusted; uninstalled names count as ``other``).
+            action: what happened to it in the queue: ``delete``, ``release`` or ``bury``.
+            code: the error code of its failure, None when it succeeded.
+            seconds: from reserve to the queue action.
+        """
+        label = self.type_label(job_type)
+        if action == "release":
+            outcome = "released"
+            if code:
+                self._retries.labels(type=label).inc()
+        else:
+            outcome = code or ("done" if action == "delete" else "buried")
+        self._jobs.labels(type=label, outcome=outcome).inc()
+        self._duration.labels(type=label).observe(seconds)
+        with self._lock:
+            if code in _PUBLISH_CODES:
+                self._publish_failures += 1
+            elif code is None and action == "delete":
+                self._publish_failures = 0
+            self._publish_gauge.set(self._publish_failures)
+
+    def child_restarted(self, reason: str) -> None:
+        """A child process was replaced (``recycle``, ``crash``, ``timeout``, ``lost``)."""
+        self._child_restarts.labels(reason=reason).inc()
+
+    # -- what health and tests read ------------------------------------------------
+
+    def publishing_ok(self) -> bool:
+        """False once :data:`PUBLISH_FAILURES_UNHEALTHY` jobs in a row failed to publish."""
+        with self._lock:
+            return self._publish_failures < PUBLISH_FAILURES_UNHEALTHY
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample (e.g. ``jobrunner_jobs_total``), or None."""
+        return self.registry.get_sample_value(name, labels)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
 
 
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus) and ``/health`` (JSON) in a daemon thread.
 
     Args:
-        registry: what ``/metrics`` renders.
+        registry: what ``/metrics`` exposes.
         health: returns ``(healthy, details)``; ``/health`` answers 200 or 503.
         host, port: where to listen (port 0 picks a free one; see ``port``).
+
+    Raises:
+        OSError: the address cannot be listened on.
     """
 
     def __init__(
         self,
-        registry: Registry,
+        registry: CollectorRegistry,
         health: Callable[[], tuple[bool, dict[str, Any]]],
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         # Imported here: a worker without --metrics-port does not pay for http.server.
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import ThreadingHTTPServer
 
-        registry_ref, health_ref = registry, health
-
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(MetricsHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    body = registry_ref.render().encode()
-                    self._answer(200, "text/plain; version=0.0.4; charset=utf-8", body)
+                    super().do_GET()
                 elif path in ("/health", "/healthz"):
-                    ok, details = health_ref()
-                    body = json.dumps({"status": "ok" if ok else "unhealthy", **details}).encode()
-                    self._answer(200 if ok else 503, "application/json", body)
+                    ok, details = health()
+                    body = json.dumps({"status": "ok" if ok else "unhealthy", **details})
+                    self._answer(200 if ok else 503, body.encode())
                 else:
-                    self._answer(404, "application/json", b'{"error": "not found"}')
+                    self._answer(404, b'{"error": "not found"}')
 
-            def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            def _answer(self, status: int, body: bytes) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # scrapes are not worth a log line each
-
+        Handler.registry = registry
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(

@@ -15,9 +15,9 @@ from importlib import metadata
 from typing import Any
 
 import attrs
-import structlog
 from stevedore import ExtensionManager, NamedExtensionManager
 
+from jobrunner._log import get_logger
 from jobrunner.errors import ConfigError, PluginUnavailable, UnknownType
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 JOB_TYPES = "jobrunner.job_types"
 PUBLISHERS = "jobrunner.publishers"
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @attrs.frozen(kw_only=True)

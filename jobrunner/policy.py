@@ -45,6 +45,7 @@ from pathlib import Path
 import attrs
 
 from jobrunner.errors import InputRefused
+from jobrunner.resultsdir import is_inside
 
 __all__ = [
     "IPAddress",
@@ -52,6 +53,7 @@ __all__ = [
     "Target",
     "UrlPolicy",
     "address_problem",
+    "host_name_problem",
     "parse_ip",
     "system_resolver",
 ]
@@ -63,10 +65,59 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 _SCHEMES = ("http", "https")
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+def _table(*rows: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(net), why) for net, why in rows)
+
+
+# Our own tables of the address blocks that are not publicly reachable, after
+# IANA's IPv4 and IPv6 special-purpose address registries. They are written
+# here rather than taken from ``ipaddress``'s ``is_private``/``is_global``
+# because those changed between Python releases (and between distributions'
+# patched builds of one release: Debian's 3.11.2 and Python 3.13 count 6to4's
+# 2002::/16 as private), and the policy must give the same verdict on every
+# Python. The first matching row names the reason; order matters only where
+# blocks nest (metadata inside link-local).
+_NON_PUBLIC_V4 = _table(
+    ("0.0.0.0/32", "an unspecified address"),
+    ("0.0.0.0/8", "a reserved address ('this network', 0.0.0.0/8)"),
+    ("10.0.0.0/8", "a private address (10.0.0.0/8)"),
+    ("100.64.0.0/10", "a carrier-grade NAT address (100.64.0.0/10)"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.169.254/32", "the cloud metadata address (link-local)"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address (172.16.0.0/12)"),
+    ("192.0.0.0/24", "a reserved address (IETF protocol assignments, 192.0.0.0/24)"),
+    ("192.0.2.0/24", "a private address (documentation, TEST-NET-1)"),
+    ("192.88.99.0/24", "a reserved address (6to4 relay anycast, 192.88.99.0/24)"),
+    ("192.168.0.0/16", "a private address (192.168.0.0/16)"),
+    ("198.18.0.0/15", "a private address (benchmarking, 198.18.0.0/15)"),
+    ("198.51.100.0/24", "a private address (documentation, TEST-NET-2)"),
+    ("203.0.113.0/24", "a private address (documentation, TEST-NET-3)"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("255.255.255.255/32", "a reserved address (limited broadcast)"),
+    ("240.0.0.0/4", "a reserved address (240.0.0.0/4)"),
+)
+_NON_PUBLIC_V6 = _table(
+    ("::/128", "an unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("64:ff9b:1::/48", "a private address (local-use NAT64, 64:ff9b:1::/48)"),
+    ("100::/64", "a reserved address (discard-only, 100::/64)"),
+    ("2001:db8::/32", "a private address (documentation, 2001:db8::/32)"),
+    ("2001::/23", "a reserved address (IETF protocol assignments, 2001::/23)"),
+    ("3fff::/20", "a private address (documentation, 3fff::/20)"),
+    ("5f00::/16", "a reserved address (segment routing, 5f00::/16)"),
+    ("fd00:ec2::254/128", "the cloud metadata address (unique local)"),
+    ("fc00::/7", "a private address (unique local, fc00::/7)"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a reserved address (site-local, fec0::/10)"),
+    ("ff00::/8", "a multicast address"),
+)
+# Global unicast IPv6 is 2000::/3; everything outside it is unassigned or special.
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
 _HINT = "add --allow-host {what} to the worker's settings if this input is trusted"
 
 
@@ -76,7 +127,12 @@ def system_resolver(host: str, port: int) -> list[str]:
     Raises:
         OSError: (``socket.gaierror``) when the name does not resolve.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:
+        # The idna codec refuses empty or over-long labels with UnicodeError, not
+        # gaierror; callers expect an OSError for a name that cannot be resolved.
+        raise OSError(f"{host!r} is not a valid host name ({exc})") from None
     out: list[str] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = str(sockaddr[0])
@@ -143,7 +199,7 @@ def _embedded_ipv4(address: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]
     out: list[tuple[str, ipaddress.IPv4Address]] = []
     if address.ipv4_mapped is not None:
         out.append(("IPv4-mapped", address.ipv4_mapped))
-    if address in _NAT64 or address in _NAT64_LOCAL:
+    if address in _NAT64:
         out.append(("NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)))
     if address.sixtofour is not None:
         out.append(("6to4", address.sixtofour))
@@ -155,24 +211,16 @@ def _embedded_ipv4(address: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]
 
 def _plain_problem(address: IPAddress) -> str | None:
     """Why one (unwrapped) address is not public, or None when it is."""
-    if address.is_unspecified:
-        return "an unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address in _METADATA:
-        return "the cloud metadata address (link-local)"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
-        return "a carrier-grade NAT address (100.64.0.0/10)"
-    if address.is_reserved:
-        return "a reserved address"
-    if address.is_private:
-        return "a private address"
-    if not address.is_global:
-        return "not a public address"
+    if isinstance(address, ipaddress.IPv4Address):
+        for network, why in _NON_PUBLIC_V4:
+            if address in network:
+                return why
+        return None
+    for network, why in _NON_PUBLIC_V6:
+        if address in network:
+            return why
+    if address not in _GLOBAL_UNICAST_V6:
+        return "a reserved address (outside global unicast 2000::/3)"
     return None
 
 
@@ -193,6 +241,30 @@ def address_problem(address: IPAddress) -> str | None:
         # every IPv4-only server into 64:ff9b::/96), and it is public.
         return None
     return _plain_problem(address)
+
+
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Say why a normalised (lower-case, ASCII) host name cannot be looked up, or return None.
+
+    DNS allows labels of 1 to 63 octets and names of at most 253; the
+    resolver's IDNA step raises on anything else, so such a name is refused
+    here with a message instead. Letters, digits, ``-`` and ``_`` only.
+    """
+    if not name.isascii():
+        return "it is not a valid international (IDNA) name"
+    if len(name) > 253:
+        return f"it is {len(name)} characters long, more than DNS allows (253)"
+    for label in name.split("."):
+        if not label:
+            return "it has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > 63:
+            return f"a label is {len(label)} characters long, more than DNS allows (63)"
+        if not set(label) <= _LABEL_CHARS:
+            return "it holds characters other than letters, digits, '-' and '_'"
+    return None
 
 
 def _normalise_name(host: str) -> str:
@@ -357,6 +429,10 @@ class UrlPolicy:
         if not host:
             raise InputRefused(f"input URL {url} refused: it names no host")
         ip = parse_ip(host)
+        if ip is None and (problem := host_name_problem(host)) is not None:
+            raise InputRefused(
+                f"input URL {url!r} refused: host {host!r} is not a valid host name: {problem}"
+            )
         named = ip is None and host in self._names
         wildcard = ip is None and any(host.endswith(s) for s in self._suffixes)
         target = Target(
@@ -469,7 +545,7 @@ class UrlPolicy:
             raise InputRefused(f"input URL {url} refused: not an absolute file path")
         real = Path(os.path.realpath(path))
         root = self._file_root
-        if real != root and root not in real.parents:
+        if real != root and not is_inside(root, real):
             raise InputRefused(
                 f"input URL {url} refused: {real} lies outside the allowed directory {root} "
                 "(symlinks are resolved); put the input below that directory or change "

@@ -15,6 +15,8 @@ release and bury must go through the same :class:`Connection`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import socket
 import time
@@ -23,15 +25,19 @@ from typing import Any
 
 import attrs
 import greenstalk
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.errors import JobNotFound, QueueError
 
 __all__ = [
+    "CANCEL_TUBE_PREFIX",
     "DEFAULT_PRIORITY",
     "DEFAULT_TTR",
     "Connection",
+    "PutManyError",
     "Reserved",
+    "backoff_delay",
+    "cancel_tube",
     "parse_address",
 ]
 
@@ -42,7 +48,45 @@ SOCKET_TIMEOUT = 30.0
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 15.0
 
-log = structlog.get_logger(__name__)
+#: Tubes named ``jobrunner.cancel.<hash of the job id>`` hold cancellation markers.
+CANCEL_TUBE_PREFIX = "jobrunner.cancel."
+
+log = get_logger(__name__)
+
+
+def backoff_delay(failures: int, first: float = _BACKOFF_FIRST, cap: float = _BACKOFF_MAX) -> float:
+    """Seconds to wait after ``failures`` failures in a row: doubling, capped, jittered."""
+    delay: float = min(cap, first * 2.0 ** max(0, failures - 1))
+    jitter: float = random.uniform(0.5, 1.0)
+    return delay * jitter
+
+
+def cancel_tube(job_id: str) -> str:
+    """The tube holding the cancellation marker of a job.
+
+    Job ids may hold characters tube names may not (``:``, ``@``), so the
+    name carries a hash of the id: the client and every worker derive the
+    same name from the id alone.
+    """
+    return CANCEL_TUBE_PREFIX + hashlib.sha256(job_id.encode()).hexdigest()[:40]
+
+
+class PutManyError(QueueError):
+    """Raised by :meth:`Connection.put_many` when not every body was put.
+
+    ``ids`` holds the beanstalkd id of each body put, ``None`` for the others;
+    after a lost connection the bodies sent but not answered count as not put
+    (they may still have arrived).
+    """
+
+    def __init__(self, message: str, ids: list[int | None]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+def _json_string(text: str) -> bytes:
+    """``text`` as a JSON string literal (bytes)."""
+    return json.dumps(text).encode()
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -90,6 +134,13 @@ class Connection:
         """True after a failure, until a call succeeds again."""
         return self._down
 
+    @property
+    def retry_in(self) -> float:
+        """Seconds until the next connection attempt is allowed (0 when connected)."""
+        if self._client is not None:
+            return 0.0
+        return max(0.0, self._retry_at - time.monotonic())
+
     def _connect(self) -> greenstalk.Client[bytes]:
         if self._client is not None:
             return self._client
@@ -117,8 +168,7 @@ class Connection:
     def _failed(self, exc: BaseException) -> None:
         self.close()
         self._failures += 1
-        delay = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (self._failures - 1))
-        self._retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        self._retry_at = time.monotonic() + backoff_delay(self._failures)
         if not self._down:
             self._down = True
             log.warning(
@@ -223,6 +273,92 @@ class Connection:
         job_id: int = self._call("put", body, priority, delay, ttr)
         return job_id
 
+    def put_many(
+        self,
+        bodies: Sequence[bytes],
+        *,
+        tube: str,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> list[int]:
+        """Put many job bodies pipelined (one write, then the answers); return their ids.
+
+        Keep a batch to about a thousand bodies: the answers wait in the socket's
+        receive buffer until every put is written.
+
+        Raises:
+            PutManyError: some bodies were refused or the connection broke
+                (``ids`` says which were put).
+        """
+        client = self._connect()
+        if tube != self.use:
+            self._call("use", tube)
+            self.use = tube
+        head = b"put %d %d %d " % (priority, delay, ttr)
+        payload = b"".join(b"%s%d\r\n%s\r\n" % (head, len(body), body) for body in bodies)
+        ids: list[int | None] = []
+        refused: list[str] = []
+        # greenstalk has no pipelining: write on its socket and read through its
+        # buffered reader, so that the client stays usable for the next command.
+        sock, reader = client._sock, client._reader
+        try:
+            sock.sendall(payload)
+            for _ in bodies:
+                line = reader.readline()
+                if not line:
+                    raise EOFError("connection closed by beanstalkd")
+                word, _, rest = line.strip().partition(b" ")
+                if word == b"INSERTED":
+                    ids.append(int(rest))
+                else:
+                    ids.append(None)
+                    refused.append(word.decode("ascii", "replace") or "no answer")
+        except (OSError, EOFError, ValueError) as exc:
+            self._failed(exc)
+            ids += [None] * (len(bodies) - len(ids))
+            raise PutManyError(
+                f"connection to beanstalkd {self.address} lost during put_many: "
+                f"{type(exc).__name__}: {exc}",
+                ids,
+            ) from exc
+        if refused:
+            raise PutManyError(
+                f"beanstalkd {self.address} refused {len(refused)} of {len(bodies)} puts: "
+                + ", ".join(sorted(set(refused))),
+                ids,
+            )
+        return [i for i in ids if i is not None]
+
+    # -- cancellation markers ---------------------------------------------
+
+    def request_cancel(self, job_id: str) -> int:
+        """Leave a cancellation marker for ``job_id`` (see :func:`cancel_tube`)."""
+        body = b'{"cancel": %s}' % _json_string(job_id)
+        return self.put(body, tube=cancel_tube(job_id), priority=0, ttr=DEFAULT_TTR)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """True when a cancellation marker for ``job_id`` waits on this server."""
+        try:
+            stats = self.stats_tube(cancel_tube(job_id))
+        except JobNotFound:  # no such tube: nobody asked
+            return False
+        return int(stats.get("current-jobs-ready", 0)) > 0
+
+    def clear_cancel(self, job_id: str, bound: int = 100) -> int:
+        """Delete the cancellation markers of ``job_id``; return how many."""
+        tube, cleared = cancel_tube(job_id), 0
+        while cleared < bound:
+            marker = self.peek_state(tube, "ready")
+            if marker is None:
+                break
+            try:
+                self.delete(marker.id)
+            except JobNotFound:  # another worker cleared it first
+                pass
+            cleared += 1
+        return cleared
+
     def peek(self, job_id: int) -> Reserved:
         """Return a job by id without reserving it."""
         job = self._call("peek", job_id)
@@ -248,6 +384,10 @@ class Connection:
     def kick_job(self, job_id: int) -> None:
         """Kick one buried or delayed job by id."""
         self._call("kick_job", job_id)
+
+    def pause_tube(self, tube: str, seconds: int) -> None:
+        """Pause ``tube``: no job is reserved from it for ``seconds`` (0 resumes it)."""
+        self._call("pause_tube", tube, seconds)
 
     def stats(self) -> dict[str, Any]:
         """Return the server's ``stats``."""

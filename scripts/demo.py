@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from jobrunner.testing import free_port, wait_for_port
 
@@ -42,6 +44,41 @@ def demo_input(inputs: Path) -> tuple[str, str, dict]:
         return "echo", "hello.json", {"demo": True}
     (inputs / "demand.json").write_text(json.dumps(series))
     return "prediction", "demand.json", {"horizon": "24h", "method": "auto"}
+
+
+def buried_jobs(port: int) -> int:
+    """How many jobs beanstalkd holds buried (0 when it cannot be asked)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(b"stats\r\n")
+            header = reader.readline().split()
+            body = reader.read(int(header[1])) if header[:1] == [b"OK"] else b""
+    except (OSError, ValueError, IndexError):
+        return 0
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("current-jobs-buried:"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def name_of(proc: subprocess.Popen[bytes]) -> str:
+    """``beanstalkd``, ``jobrunner serve`` or ``jobrunner work``."""
+    args = [str(a) for a in proc.args]  # type: ignore[union-attr,unused-ignore]
+    return f"jobrunner {args[3]}" if args[:3] == JOBRUNNER else Path(args[0]).name
+
+
+def fail(reason: str, work: Path, log: IO[bytes]) -> int:
+    """Say why the demo failed, show the services' last log lines, keep their directory."""
+    log.flush()
+    path = work / "services.log"
+    tail = path.read_text(errors="replace").splitlines()[-25:]
+    print(f"demo: {reason}; the services' last log lines:")
+    for line in tail:
+        print("  " + line)
+    (work / "KEEP").touch()
+    print(f"demo: the whole log stays in {path}")
+    return 1
 
 
 def main() -> int:
@@ -127,10 +164,14 @@ def main() -> int:
                 break
             if doc:
                 print(f"  status {doc['status']} progress {doc.get('progress')}")
+            # A job buried without a failed document (or a dead worker) ends the wait at once.
+            stopped = [name_of(p) for p in procs if p.poll() is not None]
+            if stopped or buried_jobs(bs_port):
+                what = f"{', '.join(stopped)} stopped" if stopped else "the job was buried"
+                return fail(f"{what} before a final result", work, log)
             time.sleep(0.5)
         if not doc or doc.get("status") not in ("done", "failed"):
-            print("demo: no final result within 120 s; see " + str(work / "services.log"))
-            return 1
+            return fail("no final result within 120 s", work, log)
         summary = {
             k: doc[k]
             for k in ("id", "type", "status", "timestamp", "attempt", "worker", "error")
@@ -148,7 +189,9 @@ def main() -> int:
                 print(f"  {time.strftime('%Y-%m-%d %H:%M', time.gmtime(ts))} UTC  {value:10.1f}")
         else:
             print("data:", json.dumps(data)[:400])
-        return 0 if doc["status"] == "done" else 1
+        if doc["status"] != "done":
+            return fail("the job failed", work, log)
+        return 0
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -159,7 +202,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
-        if os.environ.get("KEEP_DEMO") != "1":
+        if os.environ.get("KEEP_DEMO") != "1" and not (work / "KEEP").exists():
             shutil.rmtree(work, ignore_errors=True)
 
 

@@ -10,10 +10,15 @@ command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # checks the example units
+[ -x /usr/sbin/varnishd ] || command -v varnishd >/dev/null 2>&1 || need+=(varnish)  # examples/varnish
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${JOBRUNNER_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
+# promtool (in Debian's prometheus package, ~100 MB) checks the worker's metric names.
+if [ "${JOBRUNNER_PROMTOOL_TESTS:-1}" = 1 ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need[*]}"
@@ -54,5 +59,11 @@ for dir in plugins/*/ examples/plugin-template/; do
   extras=$(grep -oE '^(test|realdata) *=' "$dir/setup.cfg" | tr -d ' =' | paste -sd, - || true)
   if [ -n "$extras" ]; then plugins+=(-e "${dir%/}[$extras]"); else plugins+=(-e "${dir%/}"); fi
 done
+# The distribution was called "jobrunner" before 0.2 (a name that belongs to
+# another project on the package index); an old editable install would register
+# every entry point twice.
+if .venv/bin/python -m pip show -q jobrunner >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall -y -q jobrunner >"$log" 2>&1 || true
+fi
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
-pip_install -e ".[test,dev,timeseries]" "${plugins[@]}"
+pip_install -e ".[worker,serve,dashboard,status,timeseries,test,dev,docs]" "${plugins[@]}"

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 
-from tests.support import Beanstalkd, Lab, ResultsServer
+from tests.support import Beanstalkd, Lab, LoggedProcess, ResultsServer
 
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:
-    """Each test starts and ends with structlog's defaults (a CLI test may configure it)."""
+    """Each test ends with the logging it started with (a CLI test may configure it)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A test that fails half-way leaves no ``jobrunner`` process running after it."""
+    # Processes of module-scoped fixtures were started before this point and stay.
+    mark = len(LoggedProcess.started)
+    yield
+    for leftover in LoggedProcess.started[mark:]:
+        leftover.stop(timeout=5)
+    del LoggedProcess.started[mark:]
 
 
 @pytest.fixture

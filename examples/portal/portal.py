@@ -15,6 +15,10 @@ Routes:
 ``GET /``                    sensor list and the forecast form
 ``POST /forecast``           submit a job; 303 to the job's page
 ``GET /jobs/<id>?sensor=S``  the page following job ``id``
+``GET /jobs/<id>/state``     the job's state as JSON (queued, running, cancelled, ...)
+``POST /jobs/<id>/cancel``   cancel the job (the page's Cancel button)
+``GET /simulate``            the PV and battery simulation form (``simulations.py``)
+``POST /simulate``           submit a simulation; 303 to ``GET /simulations/<id>``
 ``GET /static/<file>``       the page's scripts and style sheet
 
 Run ``python portal.py --help``; ``run.sh`` starts it with everything else.
@@ -25,9 +29,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import html
+import json
 import re
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -36,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import simulations
+from households import find_household
 from sensors import SENSORS, Sensor, find
 
 from jobrunner import Client, InvalidJob
@@ -47,6 +55,8 @@ METHODS = ("auto", "holt_winters", "seasonal_naive_day", "seasonal_naive_week")
 HORIZONS = ("6h", "12h", "24h", "48h")
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 JOB_PATH = re.compile(f"/jobs/({UUID4})")
+JOB_ACTION_PATH = re.compile(f"/jobs/({UUID4})/(state|cancel)")
+SIMULATION_PATH = re.compile(f"/simulations/({UUID4})")
 MAX_FORM_BYTES = 4096
 # The worker stops a forecast that takes longer than this (the plugin needs well under a second).
 JOB_TIMEOUT = 300
@@ -71,6 +81,29 @@ class Portal:
         self.client = client
         self.inputs_url = inputs_url.rstrip("/") + "/"
         self.results_url = results_url.rstrip("/") + "/"
+        # Job id -> ticket of the forecasts submitted here. A real portal keeps the
+        # tickets with its users' data (a database row); this example keeps them in memory.
+        self.tickets: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def state(self, job_id: str) -> dict[str, Any] | None:
+        """The job's state as the page wants it, or None for a job not submitted here."""
+        with self._lock:
+            ticket = self.tickets.get(job_id)
+        if ticket is None:
+            return None
+        answer = self.client.status(ticket).as_dict()
+        answer.pop("document")  # the page reads the document from the results server
+        return answer
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Cancel a job submitted here; None for another job."""
+        with self._lock:
+            ticket = self.tickets.get(job_id)
+        if ticket is None:
+            return None
+        done = self.client.cancel(ticket)
+        return {"outcome": done.outcome, "message": done.message, "state": done.status.state}
 
     def input_url(self, sensor: Sensor) -> str:
         return self.inputs_url + sensor.file_name
@@ -86,7 +119,7 @@ class Portal:
             QueueError: beanstalkd did not take the job.
         """
         job_id = str(uuid.uuid4())
-        self.client.submit(
+        job = self.client.submit(
             "prediction",
             self.input_url(sensor),
             self.result_url(job_id),
@@ -95,11 +128,14 @@ class Portal:
             timeout=JOB_TIMEOUT,
             meta={"sensor": sensor.id, "portal": "example"},
         )
+        with self._lock:
+            self.tickets[job_id] = job.ticket
         return job_id
 
     def csp(self) -> str:
-        """The pages' Content-Security-Policy: scripts from here, data from the two servers."""
-        connect = " ".join(sorted({origin(self.inputs_url), origin(self.results_url)}))
+        """The pages' Content-Security-Policy: scripts from here, data from here (the job's
+        state) and from the two servers."""
+        connect = " ".join(["'self'", *sorted({origin(self.inputs_url), origin(self.results_url)})])
         return (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             f"connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -166,6 +202,7 @@ England &amp; Wales demand of June&ndash;August 2000 (Taylor, 2003).</p>
 <button type="submit" id="submit">Forecast</button>
 </form>
 <p class="note">The forecast runs on a worker; the next page follows it there.</p>
+<p><a id="simulate-link" href="/simulate">PV and battery simulation</a> for a household.</p>
 """
     return page("Load forecasts", body)
 
@@ -175,12 +212,14 @@ def job_page(portal: Portal, job_id: str, sensor: Sensor) -> str:
     body = f"""
 <h1>Forecast for {esc(sensor.name)}</h1>
 <div id="job" data-job-id="{esc(job_id)}" data-result-url="{esc(result_url)}"
- data-history-url="{esc(portal.input_url(sensor))}" data-status="submitted">
+ data-history-url="{esc(portal.input_url(sensor))}" data-status="submitted"
+ data-state-url="/jobs/{esc(job_id)}/state" data-cancel-url="/jobs/{esc(job_id)}/cancel">
 <p>Job <code>{esc(job_id)}</code> · result document
  <a id="result-link" href="{esc(result_url)}">{esc(result_url)}</a></p>
 <div id="state">
 <p id="status-text">Submitted; waiting for a worker…</p>
 <progress id="progress" max="1"></progress>
+<p><button type="button" id="cancel">Cancel</button></p>
 </div>
 <div id="error" role="alert" hidden>
 <p><strong>The forecast failed:</strong> <code id="error-code"></code></p>
@@ -217,6 +256,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_html(HTTPStatus.OK, index_page(self.server.portal))
         elif path.startswith("/static/"):
             self.send_static(path.removeprefix("/static/"))
+        elif path == "/simulate":
+            self.send_html(HTTPStatus.OK, page("PV and battery", simulations.form_page(esc)))
+        elif match := SIMULATION_PATH.fullmatch(path):
+            household = find_household(parse_qs(query).get("household", [""])[0])
+            if household is None:
+                self.send_message(HTTPStatus.NOT_FOUND, "Unknown household", "No such household.")
+                return
+            portal = self.server.portal
+            body = simulations.simulation_page(
+                esc, match[1], portal.result_url(match[1]), household
+            )
+            scripts = ["simulation.js", "follow.js"]
+            self.send_html(HTTPStatus.OK, page(f"Simulation for {household.name}", body, scripts))
+        elif (match := JOB_ACTION_PATH.fullmatch(path)) and match[2] == "state":
+            self.send_job_json(self.server.portal.state, match[1])
         elif match := JOB_PATH.fullmatch(path):
             sensor = find(parse_qs(query).get("sensor", [""])[0])
             if sensor is None:
@@ -227,7 +281,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_message(HTTPStatus.NOT_FOUND, "Not found", f"Nothing at {path}.")
 
     def do_POST(self) -> None:
-        if self.path != "/forecast":
+        if (match := JOB_ACTION_PATH.fullmatch(self.path)) and match[2] == "cancel":
+            self.send_job_json(self.server.portal.cancel, match[1])
+            return
+        if self.path not in ("/forecast", "/simulate"):
             self.send_message(HTTPStatus.NOT_FOUND, "Not found", f"Nothing at {self.path}.")
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -235,6 +292,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_message(HTTPStatus.BAD_REQUEST, "Bad request", "Empty or oversized form.")
             return
         form = parse_qs(self.rfile.read(length).decode("utf-8", errors="replace"))
+        if self.path == "/simulate":
+            self.submit_simulation(form)
+            return
         sensor = find(form.get("sensor", [""])[0])
         horizon = form.get("horizon", [""])[0].strip()
         method = form.get("method", ["auto"])[0]
@@ -258,6 +318,37 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Location", f"/jobs/{job_id}?sensor={quote(sensor.id)}")
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def submit_simulation(self, form: dict[str, list[str]]) -> None:
+        household = find_household(form.get("household", [""])[0])
+        if household is None:
+            self.send_message(HTTPStatus.BAD_REQUEST, "Bad request", "Choose a household.")
+            return
+        try:
+            job_id = simulations.submit(self.server.portal, household, form)
+        except (InvalidJob, QueueError) as exc:
+            self.log_message("submit failed: %s", exc)
+            self.send_message(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Not submitted", f"The job was not queued: {exc}"
+            )
+            return
+        self.log_message("submitted simulation %s for %s", job_id, household.id)
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", f"/simulations/{job_id}?household={quote(household.id)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_job_json(self, action: Any, job_id: str) -> None:
+        """Answer ``action(job_id)`` as JSON: 404 for a job not submitted here, 503
+        when beanstalkd cannot be reached."""
+        try:
+            answer = action(job_id)
+        except QueueError as exc:
+            status, answer = HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
+        else:
+            status = HTTPStatus.OK if answer is not None else HTTPStatus.NOT_FOUND
+        body = json.dumps(answer or {"error": "no such job here"}).encode()
+        self.send_body(status, body, "application/json", [("Cache-Control", "no-store")])
 
     def send_html(self, status: HTTPStatus, text: str) -> None:
         self.send_body(

@@ -59,12 +59,14 @@ wait_port() {
 # servers allow the portal's origin (by IP address and by name).
 cors=(--cors-origin "http://127.0.0.1:$PORTAL_PORT" --cors-origin "http://localhost:$PORTAL_PORT")
 
-start sensors "$PYTHON" examples/portal/sensors.py --inputs-dir "$WORK/inputs"
-if ! wait "${pids[-1]}"; then
-  cat "$WORK/sensors.log" >&2
-  exit 1
-fi
-unset 'pids[-1]'
+for inputs in sensors households; do
+  start "$inputs" "$PYTHON" "examples/portal/$inputs.py" --inputs-dir "$WORK/inputs"
+  if ! wait "${pids[-1]}"; then
+    cat "$WORK/$inputs.log" >&2
+    exit 1
+  fi
+  unset 'pids[-1]'
+done
 start beanstalkd "$BEANSTALKD" -l 127.0.0.1 -p "$BEANSTALK_PORT" -b "$WORK/binlog"
 start inputs "$PYTHON" -m jobrunner serve --results-dir "$WORK/inputs" --port "$INPUTS_PORT" "${cors[@]}"
 start results "$PYTHON" -m jobrunner serve --results-dir "$WORK/results" --port "$RESULTS_PORT" "${cors[@]}"

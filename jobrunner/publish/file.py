@@ -2,52 +2,19 @@
 
 A result URL under ``--base-url`` maps to the same relative path under
 ``--results-dir``; a results server (``jobrunner serve`` or nginx) makes
-the directory visible at the base URL. Each write goes to a dot-named temp
-file in the target directory, is fsync'd, then renamed over the old
-document, so a reader sees the old or the new document, never a part.
+the directory visible at the base URL. Which paths are allowed and how a
+document is written atomically is :mod:`jobrunner.resultsdir`'s business.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from jobrunner.config import Config
-from jobrunner.errors import ConfigError, PublishFailed
-from jobrunner.publish.paths import ResultPaths
+from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked, ResultRefused
+from jobrunner.resultsdir import PathConflict, ResultsDir, UnsafePath, relative_result_path
 
-__all__ = ["FilePublisher", "write_atomic"]
-
-
-def write_atomic(path: Path, body: bytes, *, fsync: bool = True) -> None:
-    """Write ``body`` to ``path`` atomically (temp file, fsync, rename, fsync dir).
-
-    Raises:
-        OSError: the write failed; no partial file is left at ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    if fsync:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+__all__ = ["FilePublisher"]
 
 
 class FilePublisher:
@@ -59,16 +26,10 @@ class FilePublisher:
                 "the file publisher needs --results-dir and --base-url "
                 "(the URL under which the results directory is served)"
             )
-        self.results_dir = Path(config.results_dir)
+        self.results = ResultsDir(config.results_dir, create=True)
+        self.results_dir = self.results.path
         self.base_url = config.base_url
         self.fsync = config.fsync
-        try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create results directory {self.results_dir}: {exc.strerror}"
-            ) from None
-        self._paths = ResultPaths(self.base_url, self.results_dir)
 
     def path_for(self, url: str) -> Path:
         """Return the file a result URL maps to.
@@ -76,23 +37,51 @@ class FilePublisher:
         Raises:
             jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
         """
-        return self._paths.resolve(url)
+        try:
+            return self.results.target(relative_result_path(url, self.base_url))
+        except UnsafePath as exc:
+            raise ResultRefused(f"result URL {url!r}: {exc}") from None
 
     def check(self, url: str) -> None:
-        """Refuse a result URL outside the base URL or the results directory."""
-        self.path_for(url)
+        """Refuse a result URL outside the results directory, or blocked on disk.
+
+        Raises:
+            jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
+            jobrunner.errors.ResultBlocked: a directory or file stands in the way.
+        """
+        blocker = self.results.blocker(self.path_for(url))
+        if blocker is not None:
+            raise _blocked(url, blocker)
 
     def publish(self, url: str, body: bytes, *, final: bool = True) -> None:
         """Write the document atomically at the path the URL maps to.
 
         Only final documents are fsync'd: a ``running`` document is still
         renamed into place atomically, but losing it in a power cut is harmless.
+
+        Raises:
+            jobrunner.errors.ResultRefused: the URL is unsafe.
+            jobrunner.errors.ResultBlocked: a directory or file stands in the way.
+            jobrunner.errors.PublishFailed: the write failed.
         """
-        path = self.path_for(url)
+        rel = relative_result_path(url, self.base_url)
         try:
-            write_atomic(path, body, fsync=self.fsync and final)
+            self.results.write(rel, body, fsync=self.fsync and final)
+        except UnsafePath as exc:
+            raise ResultRefused(f"result URL {url!r}: {exc}") from None
+        except PathConflict as exc:
+            raise _blocked(url, exc.strerror or str(exc)) from None
         except OSError as exc:
-            raise PublishFailed(f"writing {path} failed: {exc.strerror or exc}") from exc
+            raise PublishFailed(
+                f"writing {self.results.root / rel} failed: {exc.strerror or exc}"
+            ) from exc
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _blocked(url: str, blocker: str) -> ResultBlocked:
+    return ResultBlocked(
+        f"result URL {url!r} can never be written: {blocker}; remove it from the "
+        "results directory or use another result URL"
+    )

@@ -49,15 +49,15 @@ from concurrent.futures import wait as wait_futures
 from pathlib import Path
 
 import attrs
-import structlog
 
+from jobrunner._log import get_logger
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
-from jobrunner.publish.paths import relative_result_path
+from jobrunner.resultsdir import relative_result_path
 
 __all__ = ["RsyncPublisher", "rsync_options"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: What rsync's exit codes mean (``man rsync``, EXIT VALUES).
 _EXIT_CODES = {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
 from jobrunner import Client
+from jobrunner.queue import Connection
 from tests.support import Beanstalkd, jobrunner_cmd
 
 pytestmark = pytest.mark.integration
@@ -46,17 +48,19 @@ def test_stats_shows_per_tube_table_across_servers(two_servers: list[Beanstalkd]
     table = run("stats", *flags)
     assert table.returncode == 0
     header = next(line for line in table.stdout.splitlines() if line.startswith("server"))
-    for column in ("tube", "ready", "reserved", "delayed", "buried", "watching"):
+    for column in ("tube", "ready", "reserved", "delayed", "buried", "watchers", "paused"):
         assert column in header
     assert sum(1 for line in table.stdout.splitlines() if " t1 " in f" {line} ") == 2
 
 
 def test_stats_reports_a_down_server(two_servers: list[Beanstalkd]) -> None:
-    """With one server down, stats still answers for the other and marks the dead one."""
+    """With one server down, stats still answers for the other, marks the dead one, and
+    exits 1 so that a script notices."""
     a, b = two_servers
     b.stop()
     out = run("stats", "--json", "--beanstalk", a.address, "--beanstalk", b.address)
-    assert out.returncode == 0
+    assert out.returncode == 1
+    assert b.address in out.stderr
     servers = {s["server"]: s for s in json.loads(out.stdout)["servers"]}
     assert servers[a.address]["up"] is True
     assert servers[b.address]["up"] is False
@@ -78,7 +82,7 @@ def test_peek_and_delete(beanstalkd: Beanstalkd) -> None:
     assert json.loads(ready.stdout)["id"] == submitted.beanstalk_id
     refused = run("delete", str(submitted.beanstalk_id), "--beanstalk", beanstalkd.address)
     assert refused.returncode == 1
-    assert "not buried" in refused.stderr
+    assert "is not buried" in refused.stderr
     forced = run(
         "delete", str(submitted.beanstalk_id), "--force", "--beanstalk", beanstalkd.address
     )
@@ -96,6 +100,10 @@ def test_stats_watch_refreshes_until_interrupted(beanstalkd: Beanstalkd) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from an interactive shell, whatever this test run inherited: a suite
+        # started in the background (``cmd &``) has SIGINT ignored, and a child
+        # inherits that, so Ctrl-C would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(4.0)  # start-up, then a redraw every 0.2 s
     proc.send_signal(signal.SIGINT)
@@ -103,3 +111,145 @@ def test_stats_watch_refreshes_until_interrupted(beanstalkd: Beanstalkd) -> None
     assert proc.returncode == 130
     assert out.count("\x1b[H\x1b[2J") >= 2  # the screen was redrawn
     assert out.count(beanstalkd.address + ":") >= 2
+
+
+def _submit(address: str, job_id: str, tube: str = "default", **kwargs: Any) -> int:
+    with Client(address) as client:
+        return client.submit(
+            "echo", "http://in.test/x", "http://out.test/r.json", tube=tube, id=job_id, **kwargs
+        ).beanstalk_id
+
+
+def _bury(beanstalkd: Beanstalkd, tube: str) -> int:
+    """Reserve the next job of ``tube`` and bury it, as a worker would; return its id."""
+    conn = Connection(beanstalkd.address, watch=[tube])
+    try:
+        job = conn.reserve(5)
+        assert job is not None
+        conn.bury(job.id, 100)
+        return job.id
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["stats"],
+        ["stats", "--json"],
+        ["peek", "ready"],
+        ["buried"],
+        ["buried", "--json"],
+        ["kick"],
+        ["kick", "--id", "7"],
+        ["delete", "7"],
+        ["purge", "--yes"],
+        ["pause"],
+        ["resume"],
+    ],
+)
+def test_unreachable_server_is_a_non_zero_exit(command: list[str]) -> None:
+    """Every queue command exits non-zero and says so when its server cannot be reached
+    (no "no buried jobs" and exit 0 from a dead server)."""
+    out = run(*command, "--beanstalk", "127.0.0.1:1")
+    assert out.returncode != 0, out.stdout
+    assert "127.0.0.1:1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_delete_and_kick_by_job_id_honour_the_tube(beanstalkd: Beanstalkd) -> None:
+    """delete and kick take the job id (looked up among buried jobs) or the beanstalkd id,
+    act only on the --tube given, and say which job, type and tube they acted on."""
+    other = _submit(beanstalkd.address, "in-other-tube", tube="scale")
+    _bury(beanstalkd, "scale")
+    mine = _submit(beanstalkd.address, "job-to-kick")
+    _bury(beanstalkd, "default")
+    _submit(beanstalkd.address, "job-to-delete")
+    doomed = _bury(beanstalkd, "default")
+    flags = ["--beanstalk", beanstalkd.address]
+
+    wrong_tube = run("delete", str(other), *flags)  # --tube default: job 1 is in scale
+    assert wrong_tube.returncode == 1
+    assert "'scale'" in wrong_tube.stderr and "--tube" in wrong_tube.stderr
+    assert beanstalkd.tube_stats("scale")["current-jobs-buried"] == 1
+
+    kicked = run("kick", "--id", "job-to-kick", *flags)
+    assert kicked.returncode == 0, kicked.stderr
+    assert "job job-to-kick (type echo, tube default" in kicked.stdout
+    assert f"/{mine}" in kicked.stdout
+    assert beanstalkd.tube_stats()["current-jobs-ready"] == 1
+
+    deleted = run("delete", "job-to-delete", *flags)
+    assert deleted.returncode == 0, deleted.stderr
+    expected = f"deleted job job-to-delete (type echo, tube default, {beanstalkd.address}/{doomed}"
+    assert expected in deleted.stdout
+    assert beanstalkd.tube_stats()["current-jobs-buried"] == 0
+
+    by_number = run("delete", str(other), "--tube", "scale", *flags)
+    assert by_number.returncode == 0, by_number.stderr
+    assert "job in-other-tube (type echo, tube scale" in by_number.stdout
+    assert beanstalkd.tube_stats("scale").get("current-jobs-buried", 0) == 0
+
+    missing = run("kick", "--id", "no-such-job", *flags)
+    assert missing.returncode == 1
+    assert "no job 'no-such-job'" in missing.stderr
+
+
+def test_purge_asks_then_deletes_the_tubes_jobs(beanstalkd: Beanstalkd) -> None:
+    """purge without --yes (and no terminal) refuses with exit 2 and deletes nothing; with
+    --yes it deletes the ready, delayed and buried jobs of the given tube only."""
+    for n in range(3):
+        _submit(beanstalkd.address, f"ready-{n}", tube="doomed")
+    _submit(beanstalkd.address, "later", tube="doomed", delay=600)
+    _submit(beanstalkd.address, "dead", tube="doomed")
+    _bury(beanstalkd, "doomed")
+    _submit(beanstalkd.address, "kept", tube="kept")
+    flags = ["--beanstalk", beanstalkd.address, "--tube", "doomed"]
+
+    asked = run("purge", *flags)
+    assert asked.returncode == 2
+    assert "would delete 5 job(s)" in asked.stderr and "--yes" in asked.stderr
+    assert beanstalkd.tube_stats("doomed")["current-jobs-ready"] == 3  # one of 4 is buried
+
+    done = run("purge", "--yes", *flags)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 5 job(s)" in done.stdout
+    stats = beanstalkd.tube_stats("doomed")
+    assert [stats.get(f"current-jobs-{s}", 0) for s in ("ready", "delayed", "buried")] == [0] * 3
+    assert beanstalkd.tube_stats("kept")["current-jobs-ready"] == 1
+
+
+def test_pause_stops_reservations_until_resume(beanstalkd: Beanstalkd) -> None:
+    """pause keeps a tube's jobs from being reserved (beanstalkd pause-tube); resume ends
+    it; stats shows the seconds left."""
+    _submit(beanstalkd.address, "waiting")
+    flags = ["--beanstalk", beanstalkd.address]
+    paused = run("pause", "--seconds", "600", *flags)
+    assert paused.returncode == 0, paused.stderr
+    assert f"paused tube default on {beanstalkd.address} for 600 s" in paused.stdout
+    report = json.loads(run("stats", "--json", *flags).stdout)
+    assert report["tubes"][0]["paused"] > 500
+    conn = Connection(beanstalkd.address)
+    try:
+        assert conn.reserve(1) is None
+        resumed = run("resume", *flags)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"resumed tube default on {beanstalkd.address}" in resumed.stdout
+        job = conn.reserve(5)
+        assert job is not None
+    finally:
+        conn.close()
+
+
+def test_stats_counts_watchers_without_itself(beanstalkd: Beanstalkd) -> None:
+    """With nobody watching, stats shows 0 watchers of 'default' (its own connection is
+    not counted); a connection watching the tube counts 1."""
+    flags = ["--beanstalk", beanstalkd.address]
+    _submit(beanstalkd.address, "x")
+    assert json.loads(run("stats", "--json", *flags).stdout)["tubes"][0]["watchers"] == 0
+    watcher = Connection(beanstalkd.address, watch=["default"])
+    try:
+        watcher.stats()  # connect
+        assert json.loads(run("stats", "--json", *flags).stdout)["tubes"][0]["watchers"] == 1
+    finally:
+        watcher.close()

@@ -15,7 +15,8 @@ that:
 * the very same worker process is alive and then runs a good job.
 
 Traffic goes to loopback only. The worker allows ``--allow-host localhost``
-alone, so the inputs server is reached by that name while every literal
+(and ``*.example.test``, which no resolver answers, for the malformed host
+names), so the inputs server is reached by that name while every literal
 loopback form (``127.0.0.1``, ``127.0.0.2``, ``[::1]``, ``2130706433``, ...)
 is a refused address; the policy for private, link-local and public
 addresses is unit-tested without connecting (``tests/unit/test_policy.py``).
@@ -30,8 +31,13 @@ import gzip
 import json
 import os
 import re
+import resource
+import socket
 import stat
+import subprocess
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,7 @@ from tests.support import (
     pid_alive,
     put_raw,
     wait_for,
+    wait_for_port,
     wait_for_status,
     worker_env,
 )
@@ -92,11 +99,27 @@ class InputsApp:
                 b"",
             ),
             "/loop": (302, {"location": "/loop"}, b""),
+            "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-long-label": (
+                302,
+                {"location": "http://" + "a" * 64 + ".example.test/x.json"},
+                b"",
+            ),
             "/huge": (200, {"content-type": "application/json"}, b" " * 300_000 + b"{}"),
             "/bomb": (
                 200,
                 {"content-type": "application/json", "content-encoding": "gzip"},
                 gzip.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/bomb-deflate": (
+                200,
+                {"content-type": "application/json", "content-encoding": "deflate"},
+                zlib.compress(b" " * (20 * 1024 * 1024) + b"{}"),
+            ),
+            "/brotli": (
+                200,
+                {"content-type": "application/json", "content-encoding": "br"},
+                b"\x0b\x01\x80{}\x03",  # brotli for "{}": never decoded, refused by name
             ),
             "/stacked": (
                 200,
@@ -233,7 +256,7 @@ class Bench:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    """One worker (``--allow-host localhost`` only) with its beanstalkd and servers."""
+    """One worker (``--allow-host localhost``) with its beanstalkd and servers."""
     root = tmp_path_factory.mktemp("bad-inputs")
     sandbox = root / "sandbox"
     outside = sandbox / "outside"
@@ -248,6 +271,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     results_dir.mkdir(parents=True)
     (results_dir / "escape").symlink_to(outside)
     (results_dir / "linked.json").symlink_to(outside / "linked.json")
+    (results_dir / "blocked-by-dir.json").mkdir()  # a directory where a result must go
+    (results_dir / "blocked-by-file").write_text("a file where a directory must go")
 
     # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
@@ -266,6 +291,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             results.base_url,
             "--allow-host",
             "localhost",
+            # A wildcard, so that host names only the resolver can refuse reach it.
+            "--allow-host",
+            "*.example.test",
             "--allow-file-inputs",
             str(files_dir),
             "--max-input-bytes",
@@ -545,6 +573,23 @@ TABLE = [
         Bad("invalid_job", "id: must be", raw_job(id="../../etc/passwd"), via="raw"),
     ),
     row(
+        "id-trailing-newline",
+        Bad("invalid_job", "id: must be", raw_job(id="{name}\n"), via="raw"),
+    ),
+    row(
+        "type-trailing-newline",
+        Bad("invalid_job", "type: must be a job type name", raw_job(type="echo\n"), via="raw"),
+    ),
+    row(
+        "input-name-trailing-newline",
+        Bad(
+            "invalid_job",
+            "invalid input name",
+            raw_job(input={"load\n": "{in}good.json"}),
+            via="raw",
+        ),
+    ),
+    row(
         "type-with-path",
         Bad("invalid_job", "type: must be a job type name", raw_job(type="../evil"), via="raw"),
     ),
@@ -612,6 +657,9 @@ TABLE = [
     refused("client-relative-result-url", "fully qualified URL", result="{name}.json"),
     refused("client-unknown-field", "priority: unknown field", priority=5),
     refused("client-missing-input", "input: required field missing", input=DROP),
+    refused("client-id-trailing-newline", "id: must be", id="{name}\n"),
+    refused("client-input-trailing-newline", "fully qualified URL", input="{in}good.json\n"),
+    refused("client-created-trailing-newline", "created:", created=CREATED + "\n"),
     refused(
         "client-oversized-document", "beanstalkd takes at most 65535", params={"pad": "x" * 70_000}
     ),
@@ -710,6 +758,36 @@ TABLE = [
         "redirect-to-allowed-file", "{in}redirect-allowed-file", "input_refused", "scheme 'file'"
     ),
     bad_input("redirect-loop", "{in}loop", "input_unavailable", "more than 5 redirects"),
+    bad_input(
+        "input-host-empty-label-a..b",
+        "http://a..b.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-leading-dot",
+        "http://.x.example.test/x.json",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "input-host-64-char-label",
+        "http://" + "a" * 64 + ".example.test/x.json",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
+    bad_input(
+        "redirect-to-empty-label-host",
+        "{in}redirect-bad-name",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "redirect-to-64-char-label-host",
+        "{in}redirect-long-label",
+        "input_refused",
+        "more than DNS allows (63)",
+    ),
     # -- what the input server answers --
     bad_input("input-404", "{in}404", "input_unavailable", "HTTP 404"),
     bad_input(
@@ -735,6 +813,8 @@ TABLE = [
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
     ),
     bad_input("input-gzip-bomb", "{in}bomb", "input_too_large", "after decoding"),
+    bad_input("input-deflate-bomb", "{in}bomb-deflate", "input_too_large", "after decoding"),
+    bad_input("input-brotli-encoded", "{in}brotli", "input_invalid", "Content-Encoding"),
     bad_input("input-stacked-gzip", "{in}stacked", "input_invalid", "Content-Encoding"),
     bad_input("input-corrupt-gzip", "{in}corrupt-gzip", "input_invalid", "cannot be decoded"),
     bad_input("input-invalid-json", "{in}invalid.json", "input_invalid", "not valid JSON"),
@@ -788,16 +868,36 @@ TABLE = [
     ),
     bad_result("result-dotdot", "{res}a/../../{name}.json", "'..'"),
     bad_result("result-%2e%2e", "{res}%2e%2e/%2E%2e/{name}.json", "'..'"),
-    bad_result("result-encoded-slash", "{res}a%2f..%2f..%2f{name}.json", "'..'"),
+    bad_result("result-encoded-slash", "{res}a%2f..%2f..%2f{name}.json", "encoded '/' (%2F)"),
     bad_result("result-backslash", "{res}..\\..\\{name}.json", "backslashes"),
     bad_result("result-encoded-backslash", "{res}..%5c..%5c{name}.json", "backslashes"),
     bad_result("result-symlinked-dir-escape", "{res}escape/{name}.json", "symlink"),
     bad_result("result-symlinked-file-escape", "{res}linked.json", "symlink"),
     bad_result("result-dot-named", "{res}.{name}.json", "must not start with a dot"),
-    bad_result("result-absolute-path", "{res}/tmp/{name}.json", "''"),
+    bad_result(
+        "result-absolute-path", "{res}/tmp/{name}.json", "empty, '.' and '..' path segments"
+    ),
     bad_result("result-query", "{res}{name}.json?x=1", "query"),
     bad_result("result-nul", "{res}a%00{name}.json", "control characters"),
     bad_result("result-directory", "{res}", "must name a file"),
+    row(
+        "result-blocked-by-directory",
+        Bad(
+            "result_blocked",
+            "a directory stands at",
+            job(result="{res}blocked-by-dir.json"),
+            published=False,
+        ),
+    ),
+    row(
+        "result-blocked-by-file",
+        Bad(
+            "result_blocked",
+            "stands where a directory is needed",
+            job(result="{res}blocked-by-file/{name}.json"),
+            published=False,
+        ),
+    ),
     refused(
         "client-lone-surrogate-in-result", "unpaired surrogate", result="{res}\ud800{name}.json"
     ),
@@ -853,10 +953,8 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
     else:
         assert not result_file.exists()
         assert listing(bench.results_dir) == results_before
-        events = bench.worker.find("job_failed", job_id=name) + bench.worker.find(
-            "job_invalid", beanstalk_id=beanstalk_id
-        )
-        assert events, "no job_failed / job_invalid event"
+        events = bench.worker.find("job_buried", beanstalk_id=beanstalk_id)
+        assert events, "no job_buried event"
         assert bad.says in events[-1]["error"]
     assert tree(bench.sandbox, skip) == before, "something changed outside the results directory"
     if bad.code == "input_refused":
@@ -885,14 +983,386 @@ def test_worker_survives_the_whole_table(bench: Bench) -> None:
     assert_worker_alive(bench)
 
 
-def test_readme_error_table_lists_every_code() -> None:
-    """The README's error table names every error code, in order, with the right "retried?"
+def test_docs_error_table_lists_every_code() -> None:
+    """The docs' error-code table names every error code, in order, with the right "retried?"
     flag, and every code this table expects is among them."""
-    readme = (Path(__file__).parents[2] / "README.rst").read_text("utf-8")
-    after = readme.split("\nError codes\n===========\n", 1)[1]
-    section = re.split(r"\n\n[^\n=][^\n]*\n=+\n", after, maxsplit=1)[0]  # up to the next title
+    page = Path(__file__).parents[2] / "docs" / "reference" / "error-codes.rst"
+    section = page.read_text("utf-8")
     rows = re.findall(r"^``([a-z_]+)``\s+(yes|no)\s", section, re.M)
     assert [code for code, _ in rows] == list(ERROR_CODES)
     for code, retried in rows:
         assert failure_for_code(code, "").retryable == (retried == "yes"), code
     assert {bad.code for bad in (p.values[0] for p in TABLE)} <= set(ERROR_CODES)
+
+
+# -- hostile clients of the results server (jobrunner serve) -----------------------------------
+#
+# The results server faces the internet. Each row is one way a client can misbehave, tried
+# against a real ``jobrunner serve`` process; after each row the server must still answer a
+# normal GET. Everything is loopback and every loop is bounded.
+
+HOSTILE_IDLE_TIMEOUT = 2.0
+HOSTILE_TOKEN = "hostile-token"
+HOSTILE_DOC = json.dumps(
+    {"v": 1, "id": "j", "type": "echo", "status": "done", "timestamp": "2026-01-01T00:00:00Z"}
+).encode()
+
+
+@dataclasses.dataclass
+class HostileServer:
+    """A running ``jobrunner serve``: its port, results directory and log file."""
+
+    port: int
+    results: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log.read_text("utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == name:
+                    found.append(event)
+        return found
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_hostile_server(tmp: Path, *extra: str, nofile: int | None = None) -> HostileServer:
+    """Start ``jobrunner serve`` (PUT enabled, short idle time-out), optionally under ulimit -n."""
+    results = tmp / "results"
+    (results / "run").mkdir(parents=True)
+    (results / "run" / "r.json").write_bytes(HOSTILE_DOC)
+    (results / "dir.json").mkdir()
+    (results / "file").write_bytes(b"{}")
+    port = free_port()
+    log = tmp / "serve.log"
+
+    def limit_files() -> None:  # runs in the child, before exec
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    cmd = jobrunner_cmd(
+        "serve",
+        "--results-dir",
+        str(results),
+        "--port",
+        str(port),
+        "--put-token",
+        HOSTILE_TOKEN,
+        "--idle-timeout",
+        str(HOSTILE_IDLE_TIMEOUT),
+        "--body-timeout",
+        "3",
+        "--log-format",
+        "json",
+        *extra,
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=out, preexec_fn=limit_files)
+    server = HostileServer(port, results, log, process)
+    try:
+        wait_for_port(port, timeout=20)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def assert_serves(server: HostileServer) -> None:
+    """A normal GET is answered, within one second."""
+    r = httpx.get(f"http://127.0.0.1:{server.port}/run/r.json", timeout=1.0)
+    assert r.status_code == 200 and r.content == HOSTILE_DOC
+
+
+def closed_by_server(sock: socket.socket, timeout: float, trickle: bytes = b"") -> bytes:
+    """Wait until the server closes ``sock`` (sending ``trickle`` now and then); return what
+    it sent. Fails when the connection is still open after ``timeout`` seconds."""
+    sock.settimeout(0.25)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if trickle:
+                sock.sendall(trickle)
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:  # reset, or broken pipe while trickling
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError(f"connection still open after {timeout} s; got {received[:200]!r}")
+
+
+def http_status(answer: bytes) -> int:
+    """The status code of a raw HTTP answer."""
+    return int(answer.split(b" ", 2)[1])
+
+
+def hostile_idle(server: HostileServer) -> None:
+    """A connection that never sends anything is closed after the idle time-out."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        assert closed_by_server(sock, HOSTILE_IDLE_TIMEOUT + 5) == b""
+
+
+def hostile_slow_headers(server: HostileServer) -> None:
+    """Headers sent one byte at a time never complete: closed after the idle time-out."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /run/r.json HTTP/1.1\r\nHost: x\r\n")
+        assert closed_by_server(sock, HOSTILE_IDLE_TIMEOUT + 5, trickle=b"X") == b""
+
+
+def hostile_idle_after_request(server: HostileServer) -> None:
+    """A kept-alive connection that goes quiet after one answer is closed after the time-out."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /run/r.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = closed_by_server(sock, HOSTILE_IDLE_TIMEOUT + 5)
+        assert http_status(answer) == 200 and answer.endswith(HOSTILE_DOC)
+
+
+def hostile_huge_head(server: HostileServer) -> None:
+    """A request head over 16 KiB is a 400 and the connection is closed."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /run/r.json HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000)
+        answer = closed_by_server(sock, 5)
+    assert http_status(answer) == 400
+
+
+def hostile_garbage(server: HostileServer) -> None:
+    """Bytes that are not HTTP are a 400 and the connection is closed."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100 + b"\r\n\r\n")
+        answer = closed_by_server(sock, 5)
+    assert http_status(answer) == 400
+
+
+def hostile_slow_body(server: HostileServer) -> None:
+    """A PUT (with the token) whose body never completes is a 408 once the body time-out
+    passes, or is closed; nothing is written."""
+    head = (
+        b"PUT /slow.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + HOSTILE_TOKEN.encode()
+        + b"\r\nContent-Length: 100000\r\n\r\n{"
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head)
+        answer = closed_by_server(sock, 15, trickle=b" ")
+    assert http_status(answer) == 408
+    assert not (server.results / "slow.json").exists()
+
+
+def hostile_endless_body(server: HostileServer) -> None:
+    """An endless chunked PUT body is refused with 413 once over the limit; nothing is written."""
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(100):  # 100 MiB at most, far over the 16 MiB limit
+            yield b" " * (1024 * 1024)
+
+    r = httpx.put(
+        f"http://127.0.0.1:{server.port}/endless.json",
+        content=endless(),
+        headers={"Authorization": f"Bearer {HOSTILE_TOKEN}"},
+        timeout=30,
+    )
+    assert r.status_code == 413
+    assert not (server.results / "endless.json").exists()
+
+
+def hostile_put_conflicts(server: HostileServer) -> None:
+    """PUT onto a directory, or below a file, is a 409 (not a 500 the publisher would retry)."""
+    auth = {"Authorization": f"Bearer {HOSTILE_TOKEN}"}
+    for path in ("/dir.json", "/file/x.json"):
+        r = httpx.put(f"http://127.0.0.1:{server.port}{path}", content=HOSTILE_DOC, headers=auth)
+        assert r.status_code == 409, path
+        assert "error" in r.json()
+    assert (server.results / "dir.json").is_dir()
+    assert (server.results / "file").read_bytes() == b"{}"
+
+
+def hostile_token_guessing(server: HostileServer) -> None:
+    """Hundreds of PUTs with wrong tokens are all 401s, and the log does not grow with them."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+        for n in range(300):
+            r = client.put(
+                "/x.json", content=HOSTILE_DOC, headers={"Authorization": f"Bearer guess-{n}"}
+            )
+            assert r.status_code == 401
+    assert len(server.events("put_refused")) <= 25
+    assert not (server.results / "x.json").exists()
+
+
+def hostile_odd_documents(server: HostileServer) -> None:
+    """Documents built to fool the cache headers get the safe ones: a "status" nested in
+    data or meta, duplicate keys, nesting too deep to parse, a huge array, invalid UTF-8."""
+    done = {"v": 1, "id": "j", "type": "t", "timestamp": "2026-01-01T00:00:00Z"}
+    odd = {
+        "nested.json": (
+            json.dumps({**done, "status": "running", "data": {"status": "done"}}).encode(),
+            "public, max-age=1",
+        ),
+        "meta.json": (
+            json.dumps({**done, "meta": {"status": "done"}, "status": "running"}).encode(),
+            "public, max-age=1",
+        ),
+        # json.loads keeps the last of duplicate keys, as browsers' JSON.parse does.
+        "duplicate.json": (b'{"status": "done", "status": "running"}', "public, max-age=1"),
+        "deep.json": (b'{"status": "done", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", None),
+        "huge.json": (b"[" + b"1," * 2_000_000 + b"1]", None),
+        "latin1.json": (b'{"status": "done", "x": "\xff"}', None),
+    }
+    for name, (body, _) in odd.items():
+        (server.results / "run" / name).write_bytes(body)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+        for name, (body, expected) in odd.items():
+            r = client.get(f"/run/{name}")
+            assert r.status_code == 200 and r.content == body, name
+            assert r.headers["cache-control"] == (expected or "no-cache"), name
+
+
+def hostile_health_probes(server: HostileServer) -> None:
+    """Only GET and HEAD of /health itself answer health: with a query string too; other
+    methods are 405 and look-alike paths plain 404s, none cached for long."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+        for path in ("/health", "/health?probe=1", "/%68ealth"):
+            r = client.get(path)
+            assert (r.status_code, r.json()) == (200, {"status": "ok"}), path
+            assert r.headers["cache-control"] == "no-store"
+        assert client.head("/health").status_code == 200
+        for method in ("POST", "DELETE"):
+            assert client.request(method, "/health").status_code == 405, method
+        for path in ("/health/", "/HEALTH", "/health.json", "/health%00", "/run/health"):
+            r = client.get(path)
+            assert r.status_code in (400, 404), path
+            assert r.headers["cache-control"] in ("no-store", "public, max-age=2"), path
+
+
+HOSTILE_ROWS = [
+    pytest.param(hostile_idle, id="idle-connection"),
+    pytest.param(hostile_slow_headers, id="slow-headers"),
+    pytest.param(hostile_idle_after_request, id="idle-after-request"),
+    pytest.param(hostile_huge_head, id="huge-request-head"),
+    pytest.param(hostile_garbage, id="not-http"),
+    pytest.param(hostile_slow_body, id="slow-put-body"),
+    pytest.param(hostile_endless_body, id="endless-put-body"),
+    pytest.param(hostile_put_conflicts, id="put-conflicts"),
+    pytest.param(hostile_token_guessing, id="token-guessing"),
+    pytest.param(hostile_odd_documents, id="odd-documents-cache-headers"),
+    pytest.param(hostile_health_probes, id="health-probes"),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
+    """One ``jobrunner serve`` for the hostile rows."""
+    server = start_hostile_server(tmp_path_factory.mktemp("hostile"))
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("attack", HOSTILE_ROWS)
+def test_hostile_client(hostile_server: HostileServer, attack: Any) -> None:
+    """Each hostile client gets a clear refusal or a closed connection, and the server goes on."""
+    attack(hostile_server)
+    assert_serves(hostile_server)
+    assert hostile_server.process.poll() is None
+
+
+def test_serve_survives_connection_flood(tmp_path: Path) -> None:
+    """Under ulimit -n 1024, 1,100 idle and 100 slow-header connections neither exhaust the
+    descriptors nor keep a normal GET from being answered within 1 s, and every attacking
+    connection is closed by the server; the log stays short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:  # this test process holds the 1,200 attacking sockets itself
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    server = start_hostile_server(tmp_path, nofile=1024)
+    attackers: list[socket.socket] = []
+    try:
+        for _ in range(1200):
+            sock = socket.socket()
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("127.0.0.1", server.port))
+            attackers.append(sock)
+        time.sleep(0.5)
+        slow = attackers[1100:]
+        for sock in slow:
+            with contextlib.suppress(OSError):
+                sock.send(b"GET /run/r.json HTTP/1.1\r\nHost: x\r\n")
+        descriptors = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+        assert descriptors < 1024
+        assert_serves(server)
+        # Every attacking connection ends: closed, reset or refused by the server.
+        open_ = set(range(len(attackers)))
+        deadline = time.monotonic() + HOSTILE_IDLE_TIMEOUT + 20
+        while open_ and time.monotonic() < deadline:
+            for n in list(open_):
+                try:
+                    if n >= 1100:
+                        attackers[n].send(b"X")
+                    data = attackers[n].recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    open_.discard(n)
+                    continue
+                if data == b"" or data.startswith(b"HTTP/1.1 503"):
+                    open_.discard(n)
+            time.sleep(0.2)
+        assert not open_, f"{len(open_)} attacking connections still open"
+        assert_serves(server)
+    finally:
+        for sock in attackers:
+            sock.close()
+        code = server.stop()
+    assert code == 0
+    lines = server.log.read_text("utf-8", errors="replace").splitlines()
+    assert len(lines) < 100, lines[:5]
+    assert not [line for line in lines if "Too many open files" in line]
+    (stopped,) = server.events("serve_stopped")
+    assert stopped["connections_evicted"] + stopped["connections_timed_out"] >= 1100
+
+
+def test_serve_refuses_connections_when_all_are_busy(tmp_path: Path) -> None:
+    """With every connection busy with a request (--max-connections 2, two PUT bodies still
+    arriving), one more connection gets a 503 at once; an idle one would have made room."""
+    server = start_hostile_server(tmp_path, "--max-connections", "2")
+    head = (
+        b"PUT /busy.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + HOSTILE_TOKEN.encode()
+        + b"\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    try:
+        busy = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        for sock in busy:
+            sock.sendall(head)
+        time.sleep(0.5)  # both requests are in the application, reading their bodies
+        with socket.create_connection(("127.0.0.1", server.port)) as extra:
+            answer = closed_by_server(extra, 5)
+        assert http_status(answer) == 503
+        assert b"too many connections" in answer
+        for sock in busy:
+            sock.close()
+
+        def served() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                url = f"http://127.0.0.1:{server.port}/run/r.json"
+                return httpx.get(url, timeout=1).status_code == 200
+            return False
+
+        wait_for(served, timeout=10, what="a GET once the busy clients left")
+    finally:
+        code = server.stop()
+    assert code == 0
+    (stopped,) = server.events("serve_stopped")
+    assert stopped["connections_refused"] >= 1

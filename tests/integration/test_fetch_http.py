@@ -26,8 +26,8 @@ import uvicorn
 from jobrunner.config import Config
 from jobrunner.errors import InputFailed, InputRefused, InputTooLarge, InputUnavailable
 from jobrunner.fetch import Fetcher
-from jobrunner.serve import answer_lifespan
 from jobrunner.testing import free_port
+from tests.support import answer_lifespan
 
 pytestmark = pytest.mark.integration
 

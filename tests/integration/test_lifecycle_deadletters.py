@@ -74,7 +74,10 @@ def test_buried_lists_reasons_and_kick_requeues_all_n_or_one(
     assert "kicked 1 job(s)" in _cli(bsd, "kick", "1").stdout
     assert bsd.tube_stats()["current-jobs-buried"] == 3
     one = _cli(bsd, "kick", "--id", str(ids["segv"]))
-    assert one.returncode == 0 and f"kicked {bsd.address}/{ids['segv']}" in one.stdout
+    assert one.returncode == 0, one.stderr
+    assert f"kicked job segv (type test_segfault, tube default, {bsd.address}/{ids['segv']}" in (
+        one.stdout
+    )
     assert bsd.tube_stats()["current-jobs-buried"] == 2
     assert "kicked 2 job(s)" in _cli(bsd, "kick").stdout
     assert "kicked 0 job(s)" in _cli(bsd, "kick").stdout

@@ -14,14 +14,13 @@ Screenshots go to ``test-artifacts/`` at the top of the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +31,14 @@ import httpx
 import pytest
 
 from tests.support import (
-    IN_CI,
     Beanstalkd,
     LoggedProcess,
     ResultsServer,
     Worker,
     free_port,
+    headless_chromium,
     require_binary,
+    require_module,
     wait_for_port,
     wait_for_status,
 )
@@ -49,27 +49,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTAL_DIR = ROOT / "examples" / "portal"
 ARTIFACTS = ROOT / "test-artifacts"
 JOB_WAIT = 45.0  # seconds for a job to end, as the page sees it
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # running as root (CI containers) needs it
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    # No network beyond loopback here: keep Chromium from trying.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1100,900",
-)
-
-
-def require_module(name: str, extra: str) -> None:
-    """Skip locally when module ``name`` is missing, fail under CI."""
-    if importlib.util.find_spec(name) is None:
-        message = f"{name} is not installed: {extra} (scripts/test.sh installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @dataclass
@@ -81,6 +60,7 @@ class Stack:
     inputs: ResultsServer
     worker: Worker
     portal: LoggedProcess
+    beanstalkd: Beanstalkd
 
     def logs(self) -> str:
         """The tails of the worker's and portal's logs, for failure messages."""
@@ -97,6 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """beanstalkd, inputs and results servers, a worker and the portal, as run.sh starts them."""
     require_module("jobrunner_prediction", "pip install -e plugins/jobrunner-prediction")
     require_module("pmdarima", "pip install -e 'plugins/jobrunner-prediction[realdata]'")
+    require_module("jobrunner_simulation", "pip install -e plugins/jobrunner-simulation")
     work = tmp_path_factory.mktemp("portal")
     started: list[Any] = []
     try:
@@ -104,11 +85,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(beanstalkd)
         portal_port = free_port()
         portal_url = f"http://127.0.0.1:{portal_port}"
-        subprocess.run(
-            [sys.executable, str(PORTAL_DIR / "sensors.py"), "--inputs-dir", str(work / "inputs")],
-            check=True,
-            timeout=60,
-        )
+        for inputs in ("sensors.py", "households.py"):
+            subprocess.run(
+                [sys.executable, str(PORTAL_DIR / inputs), "--inputs-dir", str(work / "inputs")],
+                check=True,
+                timeout=60,
+            )
         # Both servers allow the portal's origin, and only it.
         inputs = ResultsServer(work / "inputs", "--cors-origin", portal_url)
         started.append(inputs)
@@ -132,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         started.append(portal)
         wait_for_port(portal_port, timeout=20)
-        yield Stack(portal_url, results, inputs, worker, portal)
+        yield Stack(portal_url, results, inputs, worker, portal, beanstalkd)
     finally:
         for service in reversed(started):
             service.stop()
@@ -141,23 +123,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through chromedriver (never a downloaded browser)."""
-    chromium = require_binary("chromium")
-    chromedriver = require_binary("chromedriver")
-    require_module("selenium", "pip install selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    with tempfile.TemporaryDirectory(prefix="portal-chromium-") as profile:
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-        driver.set_page_load_timeout(20)
-        try:
-            yield driver
-        finally:
-            driver.quit()
+    with headless_chromium("portal-chromium-") as driver:
+        yield driver
 
 
 def submit_forecast(browser: Any, stack: Stack, sensor: str, horizon: str, method: str) -> None:
@@ -329,6 +296,33 @@ def test_progress_bar_follows_running_document(browser: Any, stack: Stack) -> No
     assert browser.find_element(By.ID, "error-code").text == "timeout"
 
 
+def test_queued_forecast_is_shown_and_cancelled_from_the_page(browser: Any, stack: Stack) -> None:
+    """While the tube is paused a submitted forecast shows "queued" with a Cancel button;
+    clicking it shows "cancelled" and the portal's state says so."""
+    from selenium.webdriver.common.by import By
+
+    assert stack.beanstalkd.command("pause-tube default 120").startswith(b"PAUSED")
+    try:
+        submit_forecast(browser, stack, "substation-c", "12h", "auto")
+        assert wait_for_page_status(browser, stack, ("queued",)) == "queued"
+        job_id = browser.find_element(By.ID, "job").get_attribute("data-job-id")
+        state_url = f"{stack.portal_url}/jobs/{job_id}/state"
+        assert httpx.get(state_url, timeout=5).json()["state"] == "queued"
+        assert browser.find_element(By.ID, "status-text").text == "Queued; waiting for a worker…"
+        button = browser.find_element(By.ID, "cancel")
+        assert button.is_displayed()
+        screenshot(browser, "portal-queued.png")
+        button.click()
+        assert wait_for_page_status(browser, stack, ("cancelled",)) == "cancelled"
+        assert not browser.find_element(By.ID, "cancel").is_displayed()
+        assert "Cancelled" in browser.find_element(By.ID, "status-text").text
+        assert httpx.get(state_url, timeout=5).json()["state"] == "cancelled"
+        other = httpx.get(f"{stack.portal_url}/jobs/{uuid.uuid4()}/state", timeout=5)
+        assert other.status_code == 404
+    finally:
+        stack.beanstalkd.command("pause-tube default 0")
+
+
 def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     """``examples/portal/run.sh`` starts all services with one command; Ctrl-C stops them all."""
     require_binary("beanstalkd")
@@ -393,3 +387,108 @@ def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> 
         ["ps", "-o", "pid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
     ).stdout
     assert left.strip() == "", f"still running after Ctrl-C:\n{left}"
+
+
+def submit_simulation(browser: Any, stack: Stack, **fields: str) -> None:
+    """Fill in and send the simulation form, as a user would (unnamed fields keep defaults)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(stack.portal_url + "/")
+    browser.find_element(By.ID, "simulate-link").click()
+    for name, value in fields.items():
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "simulate").click()
+
+
+def test_simulation_draws_the_chosen_week_from_the_worker_result(
+    browser: Any, stack: Stack
+) -> None:
+    """A simulation submitted through the form is drawn week by week — PV, load, grid exchange and
+    the battery's state of charge — from the result document the worker published."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    submit_simulation(browser, stack, pv_kwp="4", battery_kwh="6", import_price="0.32")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "done"
+    job = browser.find_element(By.ID, "job")
+    job_id = job.get_attribute("data-job-id")
+    doc = stack.results.get_json(f"portal/{job_id}.json")
+    assert doc["status"] == "done" and doc["type"] == "simulation"
+    data = doc["data"]
+    assert data["pv"]["source"] == "weather" and data["pv"]["kwp"] == 4.0
+    assert data["battery"]["capacity_kwh"] == 6.0
+    assert data["totals"]["cost_without_pv"] == pytest.approx(0.32 * data["totals"]["load"])
+    assert job.get_attribute("data-fetched-from") == job.get_attribute("data-result-url")
+
+    def drawn(week: int) -> dict[str, dict[str, float]]:
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(
+            lambda driver: driver.find_element(By.ID, "job").get_attribute("data-week") == str(week)
+        )
+        chart = browser.find_element(By.CSS_SELECTOR, "#chart svg.energy-chart")
+        assert chart.is_displayed()
+        lines = {}
+        for name in ("pv", "load", "grid", "soc"):
+            line = chart.find_element(By.CSS_SELECTOR, f"polyline.{name}")
+            xs = [x for x, _ in points_attribute(line)]
+            assert xs == sorted(xs)
+            lines[name] = {
+                key: float(line.get_attribute(f"data-{key}"))
+                for key in ("points", "first-ts", "last-ts", "sum")
+            }
+            assert len(xs) == lines[name]["points"]
+        return lines
+
+    def expected(week: int) -> dict[str, dict[str, float]]:
+        start = data["series"]["load"][0][0] + week * 7 * 86400
+        in_week = {
+            name: [(t, v) for t, v in pairs if start <= t < start + 7 * 86400]
+            for name, pairs in data["series"].items()
+        }
+        grid = [
+            (t, v - e)
+            for (t, v), (_, e) in zip(in_week["grid_import"], in_week["grid_export"], strict=True)
+        ]
+        out = {}
+        for name, pairs in (*((n, in_week[n]) for n in ("pv", "load")), ("grid", grid)):
+            out[name] = {
+                "points": len(pairs),
+                "first-ts": pairs[0][0],
+                "last-ts": pairs[-1][0],
+                "sum": sum(v for _, v in pairs),
+            }
+        soc = in_week["soc"]
+        out["soc"] = {
+            "points": len(soc),
+            "first-ts": soc[0][0],
+            "last-ts": soc[-1][0],
+            "sum": soc[-1][1],
+        }
+        return out
+
+    for week in (0, 6):
+        if week:
+            Select(browser.find_element(By.ID, "week")).select_by_value(str(week))
+        lines, want = drawn(week), expected(week)
+        for name in want:
+            assert lines[name]["points"] == want[name]["points"] == 7 * 48
+            assert lines[name]["first-ts"] == want[name]["first-ts"]
+            assert lines[name]["last-ts"] == want[name]["last-ts"]
+            assert lines[name]["sum"] == pytest.approx(want[name]["sum"], abs=1e-6)
+        assert lines["pv"]["sum"] > 0 and lines["load"]["sum"] > 0
+    totals = browser.find_element(By.ID, "totals").text
+    assert "Battery saves per year" in totals and "Cost with PV and battery" in totals
+    path = screenshot(browser, "portal-simulation.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_simulation_with_a_bad_tilt_shows_invalid_params(browser: Any, stack: Stack) -> None:
+    """A tilt the job type refuses comes back to the simulation page as ``invalid_params``."""
+    from selenium.webdriver.common.by import By
+
+    submit_simulation(browser, stack, tilt="120")
+    assert wait_for_page_status(browser, stack, ("done", "failed")) == "failed"
+    assert browser.find_element(By.ID, "error-code").text == "invalid_params"
+    assert "params.tilt" in browser.find_element(By.ID, "error-message").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg") == []

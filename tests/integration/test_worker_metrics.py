@@ -31,8 +31,9 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 def test_metrics_count_jobs_and_health_follows_the_queue(
     beanstalkd: Beanstalkd, results_server: ResultsServer
 ) -> None:
-    """/metrics counts jobs by type and outcome and shows queue depth; /health turns 503
-    when beanstalkd goes away and 200 again when it is back."""
+    """/metrics counts jobs by type and outcome (uninstalled types as 'other'), exports the
+    process and build-info metrics and, with --metrics-queue, the queue depth; /health turns
+    503 when beanstalkd goes away and 200 again when it is back."""
     port = free_port()
     (results_server.results_dir / "in.json").write_text("{}")
     worker = Worker(
@@ -41,6 +42,7 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         results_server.base_url,
         "--metrics-port",
         str(port),
+        "--metrics-queue",
         concurrency=2,
     )
     base = f"http://127.0.0.1:{port}"
@@ -68,7 +70,7 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         def scraped() -> str | None:
             text = httpx.get(base + "/metrics", timeout=5).text
             done = sample(text, "jobrunner_jobs_total", type="echo", outcome="done")
-            failed = sample(text, "jobrunner_jobs_total", type="nope", outcome="unknown_type")
+            failed = sample(text, "jobrunner_jobs_total", type="other", outcome="unknown_type")
             return text if done == 3 and failed == 1 else None
 
         text = wait_for(scraped, what="job counters")
@@ -78,6 +80,9 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         tube = {"server": beanstalkd.address, "tube": "default"}
         assert sample(text, "jobrunner_queue_jobs", **tube, state="delayed") == 1
         assert sample(text, "jobrunner_queue_jobs", **tube, state="buried") == 1
+        assert 'type="nope"' not in text  # untrusted names never become label values
+        assert (sample(text, "process_resident_memory_bytes") or 0) > 10_000_000
+        assert "jobrunner_build_info{" in text
         health = httpx.get(base + "/health", timeout=5)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
@@ -102,8 +107,8 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
 
 def test_health_is_unhealthy_when_a_slot_cannot_start_its_child(tmp_path: Path) -> None:
     """A slot whose child failed to start twice in a row makes /health report unhealthy."""
+    from jobrunner._worker.node import Worker as WorkerNode
     from jobrunner.config import load_config
-    from jobrunner.worker import Worker as WorkerNode
 
     config = load_config(
         env={},
@@ -115,3 +120,65 @@ def test_health_is_unhealthy_when_a_slot_cannot_start_its_child(tmp_path: Path) 
     node.slots[1].child_failures = 2
     ok, details = node.health()
     assert not ok and details["broken_slots"] == [1]
+
+
+def test_queue_depth_is_not_exported_by_default(
+    beanstalkd: Beanstalkd, results_server: ResultsServer
+) -> None:
+    """Without --metrics-queue a worker does not export jobrunner_queue_jobs, so that
+    sum() over many workers does not count each queued job once per worker."""
+    port = free_port()
+    worker = Worker(
+        beanstalkd.address,
+        results_server.results_dir,
+        results_server.base_url,
+        "--metrics-port",
+        str(port),
+    )
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "jobrunner_jobs_in_flight" in text
+        assert "jobrunner_queue_jobs" not in text
+    finally:
+        assert worker.stop() == 0
+
+
+def test_health_turns_unhealthy_when_publishing_keeps_failing(
+    beanstalkd: Beanstalkd, results_server: ResultsServer
+) -> None:
+    """A worker whose publisher fails job after job (its results host is down) reports
+    /health 503 with publishing false, instead of "ok" while every job is retried."""
+    port = free_port()
+    (results_server.results_dir / "in.json").write_text("{}")
+    worker = Worker(
+        beanstalkd.address,
+        results_server.results_dir,
+        results_server.base_url,
+        "--metrics-port",
+        str(port),
+        "--publisher",
+        "http",
+        "--put-origin",
+        "http://127.0.0.1:1",
+        "--http-timeout",
+        "2",
+        env={"JOBRUNNER_HTTP_TOKEN": "secret"},
+    )
+    health_url = f"http://127.0.0.1:{port}/health"
+    try:
+        assert httpx.get(health_url, timeout=5).status_code == 200
+        with Client(beanstalkd.address) as client:
+            for n in range(3):
+                client.submit(
+                    "echo", results_server.base_url + "in.json", f"http://127.0.0.1:1/r{n}.json"
+                )
+        wait_for(
+            lambda: httpx.get(health_url, timeout=5).status_code == 503,
+            timeout=60,
+            what="unhealthy after repeated publish failures",
+        )
+        answer = httpx.get(health_url, timeout=5).json()
+        assert answer["status"] == "unhealthy" and answer["publishing"] is False
+        assert answer["servers_up"] == 1
+    finally:
+        assert worker.stop() == 0

@@ -1,4 +1,4 @@
-"""The command line: the names and flags of DESIGN.md are a contract."""
+"""The command line: the documented command names and flags are a contract."""
 
 from __future__ import annotations
 
@@ -9,17 +9,34 @@ import pytest
 from jobrunner.cli import build_parser, main
 
 CONTRACT = {
-    "work": ["--beanstalk", "--tube", "--concurrency", "--publisher", "--results-dir",
-             "--base-url", "--allow-host", "--config"],
-    "submit": ["--type", "--input", "--result", "--param", "--params", "--tube", "--priority",
-               "--delay", "--ttr"],
+    "work": [
+        "--beanstalk",
+        "--tube",
+        "--concurrency",
+        "--publisher",
+        "--results-dir",
+        "--base-url",
+        "--allow-host",
+        "--config",
+    ],
+    "submit": [
+        "--type",
+        "--input",
+        "--result",
+        "--param",
+        "--params",
+        "--tube",
+        "--priority",
+        "--delay",
+        "--ttr",
+    ],
     "serve": ["--results-dir", "--host", "--port", "--cors-origin"],
 }
 
 
 @pytest.mark.parametrize("command", sorted(CONTRACT))
 def test_documented_flags_exist(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every flag DESIGN.md names for a command is accepted by it."""
+    """Every flag the CLI reference names for a command is accepted by it."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = capsys.readouterr().out
@@ -35,8 +52,9 @@ def test_commands_exist() -> None:
         assert args.command == command
 
 
-def test_config_shows_sources_and_masks(monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_shows_sources_and_masks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`jobrunner config --json` shows merged values, their sources and masked secrets."""
     monkeypatch.setenv("JOBRUNNER_HTTP_TOKEN", "t0ps3cret")
     monkeypatch.setenv("JOBRUNNER_TUBE", "a,b")
@@ -48,8 +66,9 @@ def test_config_shows_sources_and_masks(monkeypatch: pytest.MonkeyPatch,
     assert out["grace"]["source"] == "default"
 
 
-def test_bad_setting_exits_2(monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_setting_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An invalid setting is a usage error (exit 2) with a message naming it."""
     monkeypatch.setenv("JOBRUNNER_CONCURRENCY", "lots")
     assert main(["config"]) == 2
@@ -58,7 +77,18 @@ def test_bad_setting_exits_2(monkeypatch: pytest.MonkeyPatch,
 
 def test_submit_refuses_invalid_job_before_queueing(capsys: pytest.CaptureFixture[str]) -> None:
     """`submit` with a relative input URL is refused at once (exit 2), nothing is put."""
-    code = main(["submit", "--beanstalk", "127.0.0.1:1", "--type", "echo", "--input",
-                 "data.json", "--result", "http://r.test/x.json"])
+    code = main(
+        [
+            "submit",
+            "--beanstalk",
+            "127.0.0.1:1",
+            "--type",
+            "echo",
+            "--input",
+            "data.json",
+            "--result",
+            "http://r.test/x.json",
+        ]
+    )
     assert code == 2
     assert "input" in capsys.readouterr().err

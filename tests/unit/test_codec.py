@@ -74,6 +74,14 @@ INVALID_JOBS = [
     job(max_attempts=2.5),
     job(max_attempts=True),
     job(max_attempts=10**6),
+    # "$" alone matches before a final newline: every name is matched in full.
+    job(id="abc\n"),
+    job(type="echo\n"),
+    job(input={"load\n": "https://a.example/l.json"}),
+    job(input="https://a.example/l.json\n"),
+    job(result="https://r.example/x.json\n"),
+    job(created="2026-11-28T12:00:00Z\n"),
+    job(expires="2026-11-29T00:00:00+01:00\n"),
 ]
 
 

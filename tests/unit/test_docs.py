@@ -35,3 +35,19 @@ def test_readme_has_the_two_commands_near_the_top() -> None:
     assert "scripts/demo.sh" in head
     assert "scripts/test.sh" in head
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_sphinx_site_builds_without_warnings(tmp_path: Path) -> None:
+    """The documentation site (docs/) builds with warnings as errors: no broken reference."""
+    import subprocess
+    import sys
+
+    build = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    done = subprocess.run(
+        [*build, str(ROOT / "docs"), str(tmp_path / "html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "html" / "reference" / "api.html").exists()

@@ -660,3 +660,87 @@ def test_accept_encoding_is_gzip_and_deflate_only() -> None:
     recorder = Recorder(lambda r: json_response())
     make(recorder).fetch("https://data.example/x")
     assert recorder.requests[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+# -- host names the resolver cannot take ---------------------------------------------------
+
+BAD_HOST_NAMES = [
+    ("http://a..b.example/x.json", "empty label"),
+    ("http://.x.example/x.json", "empty label"),
+    ("http://" + "a" * 64 + ".example/x.json", "more than DNS allows (63)"),
+    ("http://" + ".".join(["abcdefghi"] * 26) + "/x.json", "more than DNS allows (253)"),
+    ("http://a%20b.example/x.json", "characters other than"),
+]
+
+
+@pytest.mark.parametrize(("url", "says"), BAD_HOST_NAMES)
+def test_bad_host_name_is_refused_not_a_crash(url: str, says: str) -> None:
+    """An input URL whose host cannot be looked up is InputRefused (the real resolver's
+    UnicodeError never escapes), before anything is requested."""
+    with Fetcher(Config()) as f, pytest.raises(InputRefused) as info:
+        f.fetch(url)
+    assert "not a valid host name" in info.value.message
+    assert says in info.value.message
+
+
+@pytest.mark.parametrize(("location", "says"), BAD_HOST_NAMES)
+def test_redirect_to_bad_host_name_is_refused(location: str, says: str) -> None:
+    """A redirect to a host name the resolver cannot take is InputRefused, not a crash."""
+    recorder = Recorder(lambda r: httpx.Response(302, headers={"Location": location}))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputRefused, match="redirects to a refused URL") as info:
+        f.fetch("http://93.184.216.34/start")
+    assert says in info.value.message
+    assert recorder.urls == ["http://93.184.216.34/start"]
+
+
+def test_system_resolver_turns_idna_errors_into_oserror() -> None:
+    """The system resolver reports a name the IDNA codec refuses as OSError, like a name
+    that does not resolve."""
+    from jobrunner.policy import system_resolver
+
+    with pytest.raises(OSError, match="not a valid host name"):
+        system_resolver("a..b.example", 80)
+
+
+# -- bounded decompression -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS | 16, zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_inflate_yields_small_pieces(wbits: int) -> None:
+    """gzip, zlib-wrapped and raw deflate bodies decode in pieces of at most 64 KiB each,
+    whatever the size of the network chunks."""
+    from jobrunner.fetch import _inflate
+
+    plain = bytes(range(256)) * 4096 + b"\0" * (4 * 1024 * 1024)
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    body = packer.compress(plain) + packer.flush()
+    encoding = "gzip" if wbits > zlib.MAX_WBITS else "deflate"
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    pieces = list(_inflate(chunks, encoding))
+    assert b"".join(pieces) == plain
+    assert max(len(p) for p in pieces) <= 64 * 1024
+
+
+def test_inflate_refuses_corrupt_data() -> None:
+    """Data that is neither zlib nor raw deflate is a decoding error."""
+    from jobrunner.fetch import _inflate
+
+    with pytest.raises(httpx.DecodingError):
+        list(_inflate([b"\xff" * 100], "deflate"))
+    with pytest.raises(httpx.DecodingError):
+        list(_inflate([b"not gzip at all"], "gzip"))
+
+
+def test_raw_deflate_body_over_the_network_stream_is_decoded() -> None:
+    """A raw deflate body streamed by the transport is decoded (as browsers do)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = packer.compress(b'{"raw": true}') + packer.flush()
+    f = make(
+        lambda r: httpx.Response(
+            200,
+            stream=httpx.ByteStream(body),
+            headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+        )
+    )
+    assert f.fetch("https://data.example/raw.json").value == {"raw": True}

@@ -1,13 +1,17 @@
-"""Logging: structured events, JSON lines off a terminal, readable lines on one."""
+"""Logging: a quiet library on stdlib logging; the CLI renders every record in one format."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import re
+import threading
 
+import pytest
 import structlog
 
+from jobrunner._log import get_logger, job_context, use_process_job_context
 from jobrunner.logging import configure_logging
 
 
@@ -16,31 +20,141 @@ class _Tty(io.StringIO):
         return True
 
 
+def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
 def test_json_lines_when_not_a_terminal() -> None:
     """Off a terminal every event is one JSON object with event, level, timestamp and data."""
     stream = io.StringIO()
     configure_logging("info", stream=stream)
-    log = structlog.get_logger("test").bind(job_id="j1")
+    log = get_logger("jobrunner.test").bind(job_id="j1")
     log.info("job_deleted", duration_s=0.5)
     log.debug("hidden")
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 1
-    event = json.loads(lines[0])
+    [event] = _json_lines(stream)
     assert event["event"] == "job_deleted"
     assert event["job_id"] == "j1"
     assert event["duration_s"] == 0.5
     assert event["level"] == "info"
-    assert event["timestamp"].endswith("Z")
+    assert event["logger"] == "jobrunner.test"
+    assert str(event["timestamp"]).endswith("Z")
 
 
 def test_console_lines_on_a_terminal_and_level_filter() -> None:
     """On a terminal events are readable key=value lines; --log-level filters them."""
     stream = _Tty()
     configure_logging("warning", stream=stream)
-    log = structlog.get_logger("test")
+    log = get_logger("jobrunner.test")
     log.info("not_shown")
     log.warning("job_failed", code="timeout")
     text = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())  # colours on a terminal
     assert "not_shown" not in text
     assert "job_failed" in text and "code=timeout" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_log_format_json_wins_over_a_terminal() -> None:
+    """--log-format json gives JSON lines even on a terminal (docker run -t)."""
+    stream = _Tty()
+    configure_logging("info", format="json", stream=stream)
+    get_logger("jobrunner.test").info("worker_started", slots=2)
+    assert _json_lines(stream)[0]["slots"] == 2
+
+
+def test_log_format_console_wins_off_a_terminal() -> None:
+    """--log-format console gives readable lines even when stderr is a pipe."""
+    stream = io.StringIO()
+    configure_logging("info", format="console", stream=stream)
+    get_logger("jobrunner.test").info("worker_started", slots=2)
+    assert "worker_started" in stream.getvalue() and "slots=2" in stream.getvalue()
+    assert not stream.getvalue().lstrip().startswith("{")
+
+
+def test_stdlib_and_structlog_records_share_the_format_with_the_job_bound() -> None:
+    """A plugin's stdlib and structlog records, and warnings, are JSON lines with the job's id."""
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    with job_context(job_id="j7", job_type="forecast"):
+        logging.getLogger("scipy.optimize").warning("did not converge after %d steps", 50)
+        structlog.get_logger("plugin").info("rows_read", rows=3)
+    import warnings
+
+    warnings.warn("old parameter", UserWarning, stacklevel=1)
+    logging.getLogger("urllib3").info("after the job")
+    events = _json_lines(stream)
+    scipy, plugin, warned, after = events
+    assert scipy["event"] == "did not converge after 50 steps"
+    assert scipy["level"] == "warning" and scipy["logger"] == "scipy.optimize"
+    assert scipy["job_id"] == "j7" and scipy["job_type"] == "forecast"
+    assert plugin["event"] == "rows_read" and plugin["rows"] == 3 and plugin["job_id"] == "j7"
+    assert "old parameter" in str(warned["event"]) and warned["logger"] == "py.warnings"
+    assert "job_id" not in after
+
+
+def test_exception_traceback_is_part_of_the_json_event() -> None:
+    """log.exception puts the traceback into the JSON object, not on lines of its own."""
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        raise ValueError("bad row 7")
+    except ValueError:
+        get_logger("jobrunner.test").exception("job_handling_failed")
+    [event] = _json_lines(stream)
+    assert event["level"] == "error"
+    assert "ValueError: bad row 7" in str(event["exception"])
+
+
+def test_process_job_context_reaches_threads_the_plugin_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a child (one job at a time) records from the plugin's own threads carry the job id."""
+    import jobrunner._log as _log
+
+    monkeypatch.setattr(_log, "_process_wide", False)
+    use_process_job_context()
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    with job_context(job_id="j9"):
+        thread = threading.Thread(target=lambda: logging.getLogger("pool").warning("busy"))
+        thread.start()
+        thread.join()
+    logging.getLogger("pool").warning("idle")
+    busy, idle = _json_lines(stream)
+    assert busy["job_id"] == "j9"
+    assert "job_id" not in idle
+
+
+def test_library_is_silent_without_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    """Unconfigured, the library's events, warnings included, print nothing anywhere."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []  # as in a fresh application that never configured logging
+    try:
+        log = get_logger("jobrunner.client")
+        log.info("job_submitted", job_id="j1")
+        log.warning("queue_disconnected", server="127.0.0.1:11300")
+    finally:
+        root.handlers[:] = saved
+    assert capsys.readouterr() == ("", "")
+
+
+def test_plain_stdlib_configuration_shows_readable_events() -> None:
+    """With logging.basicConfig-style handlers an event reads ``event key=value ...``."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("jobrunner")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        get_logger("jobrunner.client").info("job_submitted", job_id="j1", tube="default")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert stream.getvalue() == "INFO jobrunner.client job_submitted job_id='j1' tube='default'\n"
+
+
+def test_unknown_format_is_refused() -> None:
+    """A misspelt --log-format is an error, not a silent default."""
+    with pytest.raises(ValueError, match="log format"):
+        configure_logging("info", format="jsonl")

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
 from jobrunner.publish.file import FilePublisher
 from jobrunner.publish.rsync import RsyncPublisher, rsync_options
-from tests.support import wait_for
+from tests.support import capture_events, wait_for
 
 BASE = "http://w1.test/results/"
 URL = BASE + "u1/j1.json"
@@ -122,7 +121,7 @@ def test_publish_does_not_wait_for_a_failing_peer(tmp_path: Path) -> None:
     retried in the background up to --rsync-retries times, then abandoned with an error."""
     fake = FakeRsync(23)
     publisher = RsyncPublisher(config(tmp_path, rsync_retries=3), run=fake)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         publisher.publish(URL, BODY)  # returns at once
         wait_for(lambda: any(e["event"] == "rsync_push_abandoned" for e in logs), timeout=10)
         publisher.close()
@@ -138,7 +137,7 @@ def test_retry_succeeds_after_transient_failure(tmp_path: Path) -> None:
     """A peer that fails once gets the document on the background retry."""
     fake = FakeRsync(10, 0)
     publisher = RsyncPublisher(config(tmp_path), run=fake)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         publisher.publish(URL, BODY)
         wait_for(lambda: fake.calls == 2, timeout=10)
         publisher.close()
@@ -149,7 +148,7 @@ def test_failed_status_document_is_dropped_not_retried(tmp_path: Path) -> None:
     """A failed push of a running document is not retried: the next document supersedes it."""
     fake = FakeRsync(24)
     publisher = RsyncPublisher(config(tmp_path), run=fake)
-    with capture_logs() as logs:
+    with capture_events() as logs:
         publisher.publish(URL, BODY, final=False)
         wait_for(lambda: any(e["event"] == "rsync_push_failed" for e in logs), timeout=10)
         publisher.close()

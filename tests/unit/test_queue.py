@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import structlog
 
 from jobrunner.errors import JobNotFound, QueueError
 from jobrunner.queue import Connection, parse_address
-from tests.support import Beanstalkd, free_port
+from tests.support import Beanstalkd, capture_events, free_port
 
 
 def test_parse_address() -> None:
@@ -19,7 +18,7 @@ def test_parse_address() -> None:
 def test_down_server_is_logged_once_and_retried_with_backoff() -> None:
     """Calls to a server that is down fail fast with QueueError; the outage is logged once."""
     conn = Connection(f"127.0.0.1:{free_port()}", watch=["default"])
-    with structlog.testing.capture_logs() as logs:
+    with capture_events() as logs:
         for _ in range(20):
             with pytest.raises(QueueError):
                 conn.reserve(timeout=0)
@@ -39,7 +38,7 @@ def test_reconnects_after_restart_and_logs_each_change_once() -> None:
         reserved = conn.reserve(timeout=1)
         assert reserved is not None and reserved.id == job_id
         server.restart()
-        with structlog.testing.capture_logs() as logs:
+        with capture_events() as logs:
             with pytest.raises(QueueError):
                 conn.touch(job_id)
 

@@ -3,9 +3,16 @@
  * progress while it runs, then draw the chart — or show the error code.
  *
  * The page's <div id="job"> carries the URLs (data-result-url,
- * data-history-url). While it works this script records on that element:
+ * data-history-url) and, on a simulation's page, data-view="simulation": its
+ * result is drawn by SimulationView (simulation.js). While it works this
+ * script records on that element:
  * data-status (the last status seen), data-fetched-from (the URL the result
  * document was read from) and data-statuses (every status seen, in order).
+ *
+ * With data-state-url (a job submitted through this portal) it also asks the
+ * portal for the job's state while no document is published — queued,
+ * delayed, running, cancelled — and data-cancel-url makes the Cancel button
+ * cancel the job.
  */
 (function () {
   "use strict";
@@ -18,8 +25,44 @@
   const resultUrl = job.dataset.resultUrl;
   const statusText = document.getElementById("status-text");
   const progress = document.getElementById("progress");
+  const cancelButton = document.getElementById("cancel");
   const started = Date.now();
   let lastEtag = null;
+  let stopped = false;
+
+  if (cancelButton) {
+    cancelButton.hidden = !job.dataset.cancelUrl;
+    cancelButton.onclick = async () => {
+      cancelButton.disabled = true;
+      try {
+        const response = await fetch(job.dataset.cancelUrl, { method: "POST" });
+        const answer = await response.json();
+        if (answer.outcome === "cancelled") return cancelled();
+        statusText.textContent = answer.message || `Cancel answered ${response.status}`;
+      } catch (error) {
+        statusText.textContent = "The portal cannot be reached; try again.";
+      }
+      cancelButton.disabled = false;
+    };
+  }
+
+  function cancelled() {
+    stopped = true;
+    if (cancelButton) cancelButton.hidden = true;
+    progress.hidden = true;
+    setStatus("cancelled", "Cancelled: this forecast will not be computed.");
+  }
+
+  /* The portal's word on a job without a document: queued, delayed, running, ... */
+  async function portalState() {
+    if (!job.dataset.stateUrl) return null;
+    try {
+      const response = await fetch(job.dataset.stateUrl, { cache: "no-store" });
+      return response.ok ? await response.json() : null;
+    } catch (error) {
+      return null;
+    }
+  }
 
   function show(id, visible) {
     document.getElementById(id).hidden = !visible;
@@ -33,7 +76,7 @@
   }
 
   /* The sensor's readings, from its input URL (the data server, also through CORS). */
-  const history = fetch(job.dataset.historyUrl, { cache: "no-cache" })
+  const history = !job.dataset.historyUrl ? Promise.resolve([]) : fetch(job.dataset.historyUrl, { cache: "no-cache" })
     .then((response) => {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       return response.json();
@@ -47,6 +90,7 @@
     });
 
   function schedule() {
+    if (stopped) return;
     if (Date.now() - started > GIVE_UP_MS) {
       setStatus("abandoned", "No result after 15 minutes; reload the page to look again.");
       return;
@@ -65,8 +109,16 @@
       return schedule();
     }
     if (response.status === 404) {
-      // Nothing published yet: the job is still in the queue.
-      setStatus("queued", "Queued; waiting for a worker…");
+      // Nothing published yet: the portal knows whether it waits, runs or was cancelled.
+      const state = await portalState();
+      if (state && state.state === "cancelled") return cancelled();
+      if (state && state.state === "running") {
+        setStatus("running", "Running; no progress reported yet…");
+      } else if (state && state.state === "delayed") {
+        setStatus("delayed", "Delayed; it will be queued later…");
+      } else {
+        setStatus("queued", "Queued; waiting for a worker…");
+      }
       return schedule();
     }
     if (!response.ok) {
@@ -86,12 +138,23 @@
       return schedule();
     }
     if (doc.status === "done") return done(doc);
+    if (doc.status === "failed" && doc.error && doc.error.code === "cancelled") return cancelled();
     if (doc.status === "failed") return failed(doc);
     statusText.textContent = `Unknown status ${JSON.stringify(doc.status)}; trying again…`;
     return schedule();
   }
 
   async function done(doc) {
+    stopped = true;
+    if (cancelButton) cancelButton.hidden = true;
+    if (job.dataset.view === "simulation") {
+      progress.value = 1;
+      show("state", false);
+      window.SimulationView.show(doc, job.dataset.fetchedFrom);
+      show("chart-box", true);
+      setStatus("done");
+      return;
+    }
     const data = doc.data;
     const readings = await history;
     const first = data.forecast.length ? data.forecast[0][0] : Infinity;
@@ -119,6 +182,8 @@
   }
 
   function failed(doc) {
+    stopped = true;
+    if (cancelButton) cancelButton.hidden = true;
     const error = doc.error || {};
     document.getElementById("error-code").textContent = error.code || "unknown";
     document.getElementById("error-message").textContent = error.message || "";

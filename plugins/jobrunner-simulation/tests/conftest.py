@@ -1,14 +1,17 @@
-"""Fixtures of the simulation tests: synthetic load (real data only in realdata tests), run_job.
+"""Fixtures of the simulation tests: synthetic load, real weather (TMY3 in pvlib's wheel), run_job.
 
 Helpers are fixtures, not imports, so the tests run under any pytest import mode.
 """
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pvlib
 import pytest
 from jobrunner.testing import JobRun, run_job
 
@@ -61,3 +64,37 @@ def pairs() -> Callable[..., list[list[float]]]:
 def run_simulation() -> Callable[[Any, dict[str, Any]], JobRun]:
     """run_simulation(input, params): the job run as the worker would run it."""
     return run_simulation_job
+
+
+#: The typical meteorological year of Greensboro, NC (TMY3, station 723170), in pvlib's wheel.
+TMY3_FILE = pathlib.Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
+
+
+def read_greensboro() -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The TMY3 year (as 2023), each row labelled with the start of its hour, and the site.
+
+    TMY3 labels each hour by its end, in local standard time: one hour earlier is its start.
+    """
+    frame, meta = pvlib.iotools.read_tmy3(TMY3_FILE, coerce_year=2023, map_variables=True)
+    frame = frame[["ghi", "dni", "dhi", "temp_air", "wind_speed"]].copy()
+    frame.index = frame.index - pd.Timedelta(hours=1)
+    return frame, meta
+
+
+def weather_csv(frame: pd.DataFrame) -> bytes:
+    """The weather input as the worker hands a text/csv body over: bytes, ISO 8601 times."""
+    out = frame.copy()
+    out.insert(0, "time", [stamp.isoformat() for stamp in frame.index])
+    return out.to_csv(index=False).encode()
+
+
+@pytest.fixture(scope="session")
+def greensboro() -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(weather, site) of the TMY3 year shipped in pvlib: rows labelled by their start."""
+    return read_greensboro()
+
+
+@pytest.fixture
+def to_csv() -> Callable[[pd.DataFrame], bytes]:
+    """to_csv(frame): the weather frame as a CSV body with ISO 8601 times."""
+    return weather_csv

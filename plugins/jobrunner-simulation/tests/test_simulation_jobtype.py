@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from jobrunner import InputInvalid, InvalidParams
 
-from jobrunner_simulation.solar import clear_sky_pv_kw
-
 START = 1_718_841_600  # 2024-06-20 00:00 UTC
 
 SERIES = ("soc", "grid_import", "grid_export", "battery_charge", "battery_discharge")
@@ -55,7 +53,8 @@ def test_named_pv_input_in_kw_is_used_instead_of_the_model(
     """A 'pv' input series (here kW, like the load) drives the simulation, unit applied to both."""
     load_kw = household_load_w(2) / 1000
     stamps = START + 900.0 * np.arange(len(load_kw))
-    pv_kw = clear_sky_pv_kw(stamps + 450, 3.0, 48.0, 11.0)
+    day_fraction = (stamps + 450) % 86400 / 86400
+    pv_kw = 3.0 * np.clip(np.sin(2 * np.pi * (day_fraction - 0.25)), 0.0, None)
     inputs = {"load": pairs(load_kw), "pv": pairs(pv_kw)}
     data = run_simulation(inputs, {"unit": "kW", "battery_kwh": 0}).data
     assert data["pv"] == {"source": "input"}
