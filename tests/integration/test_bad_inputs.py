@@ -953,10 +953,8 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
     else:
         assert not result_file.exists()
         assert listing(bench.results_dir) == results_before
-        events = bench.worker.find("job_failed", job_id=name) + bench.worker.find(
-            "job_invalid", beanstalk_id=beanstalk_id
-        )
-        assert events, "no job_failed / job_invalid event"
+        events = bench.worker.find("job_buried", beanstalk_id=beanstalk_id)
+        assert events, "no job_buried event"
         assert bad.says in events[-1]["error"]
     assert tree(bench.sandbox, skip) == before, "something changed outside the results directory"
     if bad.code == "input_refused":
