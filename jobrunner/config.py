@@ -215,6 +215,18 @@ class Config:
         60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
     )
     access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
+    cache_finished: int = _opt(
+        86400,
+        "seconds HTTP caches may keep a done or failed result document (0: revalidate always)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    cache_not_found: int = _opt(
+        2,
+        "seconds HTTP caches may keep a 404 (a result not yet published; 0: never)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
     # dashboard
     dashboard_host: str = _opt(
         "127.0.0.1",
@@ -498,6 +510,9 @@ def validate(config: Config) -> None:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
         problems.append(f"grace must not be negative, got {config.grace}")
+    for name in ("cache_finished", "cache_not_found"):
+        if not 0 <= getattr(config, name) <= 10 * 365 * 86400:
+            problems.append(f"{name} must be 0 to 315360000 seconds, got {getattr(config, name)}")
     if config.max_redirects < 0:
         problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
     from jobrunner.policy import host_name_problem, parse_ip

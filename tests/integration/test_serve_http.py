@@ -22,10 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobrunner.caching import CachePolicy, cache_control
 from tests.support import free_port, jobrunner_cmd, require_binary, wait_for
 
 pytestmark = pytest.mark.integration
 
+# What a done document gets under the default policy (pinned in test_caching.py).
+FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_EXAMPLE = ROOT / "examples" / "nginx" / "results.conf"
 PORTAL = "https://portal.example.org"  # the origin results.conf allows
@@ -46,6 +49,9 @@ def make_results(root: Path) -> Path:
     (root / "results" / "run").mkdir(parents=True)
     results = root / "results"
     (results / "run" / "r.json").write_bytes(BODY)
+    (results / "run" / "running.json").write_bytes(
+        json.dumps({**DOC, "status": "running"}).encode()
+    )
     (results / "run" / ".r.json.tmp").write_bytes(b'{"partial')
     (results / ".r.json.Xy12Ab").write_bytes(b'{"partial')
     (results / ".git").mkdir()
@@ -195,14 +201,23 @@ def raw_get(base_url: str, target: bytes) -> tuple[int, bytes]:
 # -- the same read semantics on both servers ------------------------------------
 
 
-def test_get_headers_and_304_over_keepalive(server: str) -> None:
-    """GET serves JSON with ETag, Last-Modified and no-cache; both validators give a 304."""
+def test_get_headers_and_304_over_keepalive(server: str, request: pytest.FixtureRequest) -> None:
+    """GET serves JSON with ETag, Last-Modified and a cache lifetime (a day for a done
+    document from jobrunner serve, which reads its status; a second from nginx, which
+    cannot); both validators give a 304."""
+    kind = request.node.callspec.params["server"]
     with httpx.Client(base_url=server, timeout=5) as client:
         r = client.get("/run/r.json")
         assert r.status_code == 200
         assert r.content == BODY
         assert r.headers["content-type"] == "application/json"
-        assert r.headers["cache-control"] == "no-cache"
+        assert (
+            r.headers["cache-control"]
+            == {
+                "jobrunner": FINISHED_DAY,
+                "nginx": "public, max-age=1",
+            }[kind]
+        )
         assert r.headers["content-length"] == str(len(BODY))
         etag, last_modified = r.headers["etag"], r.headers["last-modified"]
         assert etag.startswith('"')
@@ -258,9 +273,11 @@ def test_cors_simple_and_preflight(server: str) -> None:
     ],
 )
 def test_not_found(server: str, path: str) -> None:
-    """Dotfiles, dot directories, directories, escaping symlinks and missing files are JSON 404s."""
+    """Dotfiles, dot directories, directories, escaping symlinks and missing files are JSON 404s,
+    cacheable for two seconds."""
     r = httpx.get(server + path, timeout=5, headers={"Origin": PORTAL})
     assert r.status_code == 404
+    assert r.headers["cache-control"] == "public, max-age=2"
     assert r.headers["content-type"] == "application/json"
     assert "error" in r.json()
     assert r.headers["access-control-allow-origin"] == PORTAL
@@ -281,6 +298,13 @@ def test_traversal_never_escapes(server: str, target: bytes) -> None:
     status, answer = raw_get(server, target)
     assert status in (400, 404)
     assert b"secret" not in answer
+
+
+def test_running_document_cached_one_second(server: str) -> None:
+    """A running document may be cached for one second at most, on both servers."""
+    r = httpx.get(server + "/run/running.json", timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "running"
+    assert r.headers["cache-control"] == "public, max-age=1"
 
 
 def test_other_methods_are_405(server: str) -> None:
