@@ -135,10 +135,15 @@ def _connections(config: Config) -> list[Connection]:
 
 
 class Servers:
-    """The configured servers; remembers which could not be reached (the exit code says so)."""
+    """The configured servers; remembers which could not be reached (the exit code says so).
 
-    def __init__(self, config: Config) -> None:
-        self.conns = _connections(config)
+    Args:
+        config: the servers to connect to.
+        conns: open connections to use instead (the dashboard keeps its own).
+    """
+
+    def __init__(self, config: Config, conns: list[Connection] | None = None) -> None:
+        self.conns = conns if conns is not None else _connections(config)
         self.down: list[str] = []
 
     def reachable(self) -> Iterator[Connection]:
