@@ -170,6 +170,7 @@ class Poller:
 
     def _buried(self, tubes_by_server: dict[str, list[str]]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
+        conns = {conn.address: conn for conn in self._conns}
         for address, tubes in tubes_by_server.items():
             wanted = (
                 [t for t in tubes if t in self.config.tube]
@@ -179,7 +180,8 @@ class Poller:
             if not wanted:
                 continue
             config = attrs.evolve(self.config, beanstalk=(address,), tube=tuple(wanted))
-            found = buried_jobs(config, BURIED_LIMIT, servers=Servers(config), reasons=False)
+            servers = Servers(config, conns=[conns[address]])
+            found = buried_jobs(config, BURIED_LIMIT, servers=servers, reasons=False)
             for row in found:
                 del row["located"]
                 key = (row["server"], int(row["id"]))
