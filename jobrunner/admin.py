@@ -25,7 +25,19 @@ from jobrunner.config import Config, load_config, settings
 from jobrunner.errors import ConfigError, JobNotFound, QueueError
 from jobrunner.queue import Connection, Reserved
 
-__all__ = ["add_commands", "buried_jobs", "tube_table"]
+__all__ = [
+    "Located",
+    "Servers",
+    "add_commands",
+    "buried_jobs",
+    "failure_reason",
+    "locate",
+    "tube_table",
+]
+
+#: Shown for a buried job without a readable ``failed`` document (result URL refused,
+#: blocked, or not served over HTTP): the worker logged why.
+NO_REASON = "no failed document at its result URL; the worker's job_failed event says why"
 
 _TUBE_COLUMNS = (
     ("current-jobs-ready", "ready"),
@@ -126,11 +138,16 @@ def _connections(config: Config) -> list[Connection]:
     return [Connection(address) for address in config.beanstalk]
 
 
-class _Servers:
-    """The configured servers; remembers which could not be reached (the exit code says so)."""
+class Servers:
+    """The configured servers; remembers which could not be reached (the exit code says so).
 
-    def __init__(self, config: Config) -> None:
-        self.conns = _connections(config)
+    Args:
+        config: the servers to connect to.
+        conns: open connections to use instead (the dashboard keeps its own).
+    """
+
+    def __init__(self, config: Config, conns: list[Connection] | None = None) -> None:
+        self.conns = conns if conns is not None else _connections(config)
         self.down: list[str] = []
 
     def reachable(self) -> Iterator[Connection]:
@@ -305,7 +322,7 @@ def _located(conn: Connection, number: int, stats: dict[str, Any]) -> Located:
     )
 
 
-def locate(config: Config, text: str, servers: _Servers | None = None) -> Located:
+def locate(config: Config, text: str, servers: Servers | None = None) -> Located:
     """Find a job of the configured tubes by beanstalkd id (``N``, ``SERVER/N``) or job id.
 
     A number is tried as a beanstalkd id first; what is not found that way is
@@ -316,7 +333,7 @@ def locate(config: Config, text: str, servers: _Servers | None = None) -> Locate
             when the beanstalkd id exists in another tube).
         ConfigError: the beanstalkd id names jobs on several servers.
     """
-    servers = servers or _Servers(config)
+    servers = servers or Servers(config)
     tubes = list(config.tube)
     server, sep, number = text.rpartition("/")
     elsewhere: list[str] = []
@@ -379,7 +396,7 @@ def describe_job(conn: Connection, job: Reserved) -> dict[str, Any]:
 def cmd_peek(args: argparse.Namespace) -> int:
     """``jobrunner peek``: pretty-print the next job in a state, or a job by id."""
     config = _config(args)
-    servers = _Servers(config)
+    servers = Servers(config)
     if args.what in ("ready", "delayed", "buried"):
         found = False
         for conn in servers.reachable():
@@ -400,7 +417,7 @@ def buried_jobs(
     config: Config,
     limit: int | None = 100,
     *,
-    servers: _Servers | None = None,
+    servers: Servers | None = None,
     reasons: bool = True,
 ) -> list[dict[str, Any]]:
     """Buried jobs of the configured tubes on every reachable server, with type and reason.
@@ -411,7 +428,7 @@ def buried_jobs(
         servers: collects the servers that could not be reached.
         reasons: read each job's ``failed`` document for its error (over HTTP).
     """
-    servers = servers or _Servers(config)
+    servers = servers or Servers(config)
     rows = []
     for conn in servers.reachable():
         for tube in config.tube:
@@ -428,7 +445,7 @@ def buried_jobs(
                 if not body:
                     reason = "invalid job document"
                 elif reasons:
-                    reason = _reason(body.get("result"))
+                    reason = failure_reason(body.get("result"))
                 rows.append(
                     {
                         "server": conn.address,
@@ -446,7 +463,7 @@ def buried_jobs(
     return rows
 
 
-def _reason(result_url: Any) -> str | None:
+def failure_reason(result_url: Any) -> str | None:
     """The error of the job's failed result document, read from its result URL."""
     if not isinstance(result_url, str) or not result_url.startswith(("http://", "https://")):
         return None
@@ -466,7 +483,7 @@ def _reason(result_url: Any) -> str | None:
 def cmd_buried(args: argparse.Namespace) -> int:
     """``jobrunner buried``: list the dead letters with id, type and reason."""
     config = _config(args)
-    servers = _Servers(config)
+    servers = Servers(config)
     rows = buried_jobs(config, args.limit, servers=servers)
     for row in rows:
         del row["located"]
@@ -479,7 +496,8 @@ def cmd_buried(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row['server']}/{row['id']}  tube={row['tube']}  type={row['type']}  "
-            f"job={row['job_id']}  reserves={row['reserves']}\n    reason: {row['reason']}"
+            f"job={row['job_id']}  reserves={row['reserves']}\n"
+            f"    reason: {row['reason'] or NO_REASON}"
         )
     return servers.exit_code()
 
@@ -487,7 +505,7 @@ def cmd_buried(args: argparse.Namespace) -> int:
 def cmd_kick(args: argparse.Namespace) -> int:
     """``jobrunner kick``: re-queue all buried jobs, N of them, or one by id."""
     config = _config(args)
-    servers = _Servers(config)
+    servers = Servers(config)
     if args.job_id:
         located = locate(config, args.job_id, servers)
         if located.state not in ("buried", "delayed"):
@@ -547,7 +565,7 @@ _STATES = ("ready", "delayed", "buried")
 def cmd_purge(args: argparse.Namespace) -> int:
     """``jobrunner purge``: delete every job of the tubes in a state (after confirmation)."""
     config = _config(args)
-    servers = _Servers(config)
+    servers = Servers(config)
     states = _STATES if args.state == "all" else (args.state,)
     plan: list[tuple[Connection, str, str, int]] = []
     for conn in servers.reachable():
@@ -598,7 +616,7 @@ _MAX_PAUSE = 2**32 - 1
 
 def _pause(args: argparse.Namespace, seconds: int) -> int:
     config = _config(args)
-    servers = _Servers(config)
+    servers = Servers(config)
     missing = 0
     for conn in servers.reachable():
         for tube in config.tube:

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import (
+    DASHBOARD,
     QUEUE,
     SERVE,
     STATUS,
@@ -208,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--config", metavar="FILE", help="TOML configuration file")
     config.set_defaults(handler=cmd_config)
 
+    dashboard = sub.add_parser(
+        "dashboard", help="serve a read-only web page of the queues, workers and results"
+    )
+    _add_settings(dashboard, DASHBOARD)
+    dashboard.set_defaults(handler=cmd_dashboard)
+
     from jobrunner import admin
 
     admin.add_commands(sub, lambda p: _add_settings(p, QUEUE))
@@ -243,6 +250,36 @@ def _run(argv: Sequence[str] | None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        extra = _COMMAND_EXTRAS.get(args.command, extra)
+        print(
+            f"jobrunner {args.command}: needs {exc.name}, which comes with the "
+            f"'{extra}' extra: pip install 'beanstalk-jobrunner[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+# Optional dependencies, by the extra that installs them (setup.cfg); the
+# commands that run a service need that service's whole extra.
+_EXTRAS = {
+    "httpx": "status",
+    "stevedore": "worker",
+    "cronsim": "worker",
+    "prometheus_client": "worker",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "numpy": "timeseries",
+}
+_COMMAND_EXTRAS = {
+    "work": "worker",
+    "schedule": "worker",
+    "serve": "serve",
+    "dashboard": "dashboard",
+}
 
 
 def _silence_stdout() -> None:
@@ -268,7 +305,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     if config.results_dir is not None and "file" in config.publisher:
         check_dir_writable(config.results_dir, "results_dir")
     check_port_free(config.metrics_host, config.metrics_port, "metrics_port")
-    from jobrunner.worker import Worker
+    from jobrunner._worker.node import Worker
 
     return Worker(config).run()
 
@@ -513,6 +550,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jobrunner.serve import run_server
 
     return run_server(config)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``jobrunner dashboard``: the operator's web page until SIGTERM/SIGINT."""
+    config = _config(args)
+    configure_logging(config.log_level, format=config.log_format)
+    check_port_free(config.dashboard_host, config.dashboard_port, "dashboard_port")
+    from jobrunner.dashboard import run_dashboard
+
+    return run_dashboard(config)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -69,6 +69,7 @@ SUBMIT = "submit"
 SERVE = "serve"
 QUEUE = "queue"  # stats, peek, buried, kick, delete, schedule
 STATUS = "status"  # jobrunner status: reads result documents
+DASHBOARD = "dashboard"  # jobrunner dashboard
 
 
 #: Tables of the same TOML file read by one command only (``jobrunner schedule``).
@@ -105,13 +106,13 @@ class Config:
     beanstalk: tuple[str, ...] = _opt(
         ("127.0.0.1:11300",),
         "beanstalkd server HOST:PORT (repeatable)",
-        commands=(WORK, SUBMIT, QUEUE),
+        commands=(WORK, SUBMIT, QUEUE, DASHBOARD),
         metavar="HOST:PORT",
     )
     tube: tuple[str, ...] = _opt(
         ("default",),
         "tube to watch (work) or use (submit); repeatable for work",
-        commands=(WORK, SUBMIT, QUEUE),
+        commands=(WORK, SUBMIT, QUEUE, DASHBOARD),
         metavar="NAME",
     )
     # worker
@@ -122,13 +123,13 @@ class Config:
     results_dir: Path | None = _opt(
         None,
         "directory the file publisher writes results to",
-        commands=(WORK, SERVE),
+        commands=(WORK, SERVE, DASHBOARD),
         metavar="DIR",
     )
     base_url: str | None = _opt(
         None,
         "URL under which results_dir is served (status: resolves a job ID to BASE_URL/ID.json)",
-        commands=(WORK, STATUS),
+        commands=(WORK, STATUS, DASHBOARD),
         metavar="URL",
     )
     allow_host: tuple[str, ...] = _opt(
@@ -214,14 +215,50 @@ class Config:
         60.0, "seconds a PUT body may take to arrive (408 after)", commands=(SERVE,)
     )
     access_log: bool = _opt(False, "log every request served", commands=(SERVE,))
+    cache_finished: int = _opt(
+        86400,
+        "seconds HTTP caches may keep a done or failed result document (0: revalidate always)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    cache_not_found: int = _opt(
+        2,
+        "seconds HTTP caches may keep a 404 (a result not yet published; 0: never)",
+        commands=(SERVE,),
+        metavar="SECONDS",
+    )
+    # dashboard
+    dashboard_host: str = _opt(
+        "127.0.0.1",
+        "address the dashboard listens on (other than loopback only with a token)",
+        commands=(DASHBOARD,),
+    )
+    dashboard_port: int = _opt(8070, "port the dashboard listens on", commands=(DASHBOARD,))
+    dashboard_token: str | None = _opt(
+        None,
+        "token the dashboard asks for (as ?token= once, then a cookie); allows kicking jobs",
+        commands=(DASHBOARD,),
+        secret=True,
+    )
+    dashboard_worker: tuple[str, ...] = _opt(
+        (),
+        "a worker's metrics URL (http://HOST:PORT of --metrics-port) to show (repeatable)",
+        commands=(DASHBOARD,),
+        metavar="URL",
+    )
+    dashboard_interval: float = _opt(
+        5.0, "seconds between two polls of the queue and the workers", commands=(DASHBOARD,)
+    )
     # all commands
     log_level: str = _opt(
-        "info", "debug, info, warning or error", commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS)
+        "info",
+        "debug, info, warning or error",
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS, DASHBOARD),
     )
     log_format: str = _opt(
         "auto",
         "json (one JSON object per line), console, or auto: console on a terminal, else json",
-        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS),
+        commands=(WORK, SUBMIT, SERVE, QUEUE, STATUS, DASHBOARD),
     )
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -456,6 +493,7 @@ def validate(config: Config) -> None:
         "retry_max",
         "rsync_timeout",
         "http_timeout",
+        "dashboard_interval",
     ):
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be above 0, got {getattr(config, name)}")
@@ -472,6 +510,9 @@ def validate(config: Config) -> None:
         problems.append(f"running_delay must not be negative, got {config.running_delay}")
     if config.grace < 0:
         problems.append(f"grace must not be negative, got {config.grace}")
+    for name in ("cache_finished", "cache_not_found"):
+        if not 0 <= getattr(config, name) <= 10 * 365 * 86400:
+            problems.append(f"{name} must be 0 to 315360000 seconds, got {getattr(config, name)}")
     if config.max_redirects < 0:
         problems.append(f"max_redirects must not be negative, got {config.max_redirects}")
     from jobrunner.policy import host_name_problem, parse_ip
@@ -483,7 +524,10 @@ def validate(config: Config) -> None:
             problems.append(f"beanstalk: expected HOST:PORT (port 1-65535), got {address!r}")
         elif parse_ip(host) is None and (why := host_name_problem(host.lower())) is not None:
             problems.append(f"beanstalk: {host!r} is not a valid host name: {why}")
-    for name in ("port", "metrics_port"):
+    for url in config.dashboard_worker:
+        if not url.startswith(("http://", "https://")):
+            problems.append(f"dashboard_worker must be an http(s) URL, got {url!r}")
+    for name in ("port", "metrics_port", "dashboard_port"):
         value = getattr(config, name)
         if value is not None and not 0 <= value < 65536:
             problems.append(f"{name} must be 0-65535, got {value}")

@@ -64,6 +64,7 @@ MAX_NAME_LENGTH = 255
 #: Longest relative path, in characters.
 MAX_PATH_LENGTH = 1024
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UnsafePath(ValueError):
@@ -113,7 +114,7 @@ def split_url_path(raw: bytes) -> list[str]:
             raise UnsafePath("an encoded '/' (%2F) is not allowed in the path")
         if segment in (".", "..") or (segment == "" and not last):
             raise UnsafePath("empty, '.' and '..' path segments are not allowed")
-        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in segment):
+        if _CONTROL.search(segment):
             raise UnsafePath("control characters (NUL, ...) are not allowed in the path")
         if len(segment.encode()) > MAX_NAME_LENGTH:
             raise UnsafePath(f"a path segment is longer than {MAX_NAME_LENGTH} bytes")
@@ -246,20 +247,23 @@ class ResultsDir:
             what = "is not a directory" if self.path.exists() else "does not exist"
             raise ConfigError(f"results directory {self.path} {what}")
         self.root = Path(os.path.realpath(self.path))
+        self._root = str(self.root)
+        self._prefix = self._root.rstrip(os.sep) + os.sep
 
-    def find(self, segments: Sequence[str]) -> Path | None:
+    def find(self, segments: Sequence[str]) -> str | None:
         """The real path a read of ``segments`` leads to, or None when hidden or outside.
 
         Hidden: a dot-named segment, in the request or in the real path after
         following symlinks; a trailing ``/`` (directories are not listed).
-        Outside: a symlink leading out of the directory.
+        Outside: a symlink leading out of the directory. The path is a plain
+        string: this runs for every request the results server answers.
         """
         if not segments or segments[-1] == "" or any(s.startswith(".") for s in segments):
             return None
-        real = Path(os.path.realpath(self.root.joinpath(*segments)))
-        if not is_inside(self.root, real):
+        real = os.path.realpath(os.path.join(self._root, *segments))
+        if not real.startswith(self._prefix):
             return None
-        if any(part.startswith(".") for part in real.relative_to(self.root).parts):
+        if "/." in real[len(self._root) :]:  # a dot-named part after following symlinks
             return None
         return real
 

@@ -10,6 +10,7 @@ command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # checks the example units
+[ -x /usr/sbin/varnishd ] || command -v varnishd >/dev/null 2>&1 || need+=(varnish)  # examples/varnish
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${JOBRUNNER_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -65,4 +66,4 @@ if .venv/bin/python -m pip show -q jobrunner >/dev/null 2>&1; then
   .venv/bin/python -m pip uninstall -y -q jobrunner >"$log" 2>&1 || true
 fi
 echo "setup: installing jobrunner, the plugins and the plugin template into .venv"
-pip_install -e ".[test,dev,docs,timeseries]" "${plugins[@]}"
+pip_install -e ".[worker,serve,dashboard,status,timeseries,test,dev,docs]" "${plugins[@]}"

@@ -5,7 +5,9 @@
 #     each plugin distribution's tests;
 #  2. the fast suite (unit tests, the plugins' tests without real data) on every
 #     other Python 3.10-3.13 found (pyenv's, or python3.X on PATH), through tox;
-#  3. ruff and mypy.
+#  3. builds the core's and every plugin's sdist and wheel and checks them
+#     (twine check, check-wheel-contents);
+#  4. ruff and mypy.
 # Under CI (CI=true, as .ci/run sets it) a missing Python 3.10-3.13 is a failure;
 # elsewhere it is reported and skipped. Extra arguments go to the whole-suite pytest.
 set -euo pipefail
@@ -57,6 +59,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "test: Python ${missing[*]} not found (install them with pyenv to test there)"
   $in_ci && { echo "test: CI tests every supported Python: failing" >&2; status=1; }
 fi
+
+echo "test: build every distribution; twine check, check-wheel-contents"
+dist=$(mktemp -d)
+for dir in . plugins/*/ examples/plugin-template/; do
+  [ -f "$dir/setup.cfg" ] || continue
+  if ! python -m build --no-isolation -o "$dist" "$dir" >"$dist/build.log" 2>&1; then
+    cat "$dist/build.log" >&2
+    status=1
+  fi
+done
+twine check --strict "$dist"/*.whl "$dist"/*.tar.gz || status=1
+check-wheel-contents "$dist"/*.whl || status=1
+rm -rf "$dist"
 
 echo "test: ruff check"
 ruff check jobrunner tests plugins examples bench scripts docs || status=1

@@ -5,17 +5,19 @@ Everything listens on 127.0.0.1 and every wait loop is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,17 @@ def wait_for(
         time.sleep(interval)
 
 
+def asgi_request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Send one request to an ASGI app in-process, through httpx."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://results.test") as c:
+            return await c.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
 def require_binary(name: str) -> str:
     """Path of a system binary; skip locally when missing, fail under CI."""
     path = shutil.which(name) or (
@@ -97,6 +110,56 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+#: Flags for Debian's headless Chromium in the browser tests.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # running as root (CI containers) needs it
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    # No network beyond loopback here: keep Chromium from trying.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1100,900",
+)
+
+
+def require_module(name: str, extra: str) -> None:
+    """Skip locally when module ``name`` is missing, fail under CI."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        message = f"{name} is not installed: {extra} (scripts/test.sh installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def headless_chromium(prefix: str = "chromium-") -> Iterator[Any]:
+    """Headless Debian Chromium through chromedriver (never a downloaded browser)."""
+    import tempfile
+
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    require_module("selenium", "pip install selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    with tempfile.TemporaryDirectory(prefix=prefix) as profile:
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+        driver.set_page_load_timeout(20)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 class Beanstalkd:
@@ -309,18 +372,156 @@ class RsyncDaemon:
                 self.proc.wait()
 
 
+VARNISH_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "varnish" / "jobrunner.vcl"
+
+
+def varnish_vcl(ports: Sequence[int]) -> str:
+    """examples/varnish/jobrunner.vcl with one backend per port on 127.0.0.1.
+
+    The example's three ``backend nodeN`` blocks, its ``add_backend`` lines and
+    its retry limits (nodes - 1) are rewritten; everything else is used as shipped.
+    """
+    vcl = VARNISH_EXAMPLE.read_text()
+    blocks = re.findall(r"(?ms)^backend node\d+ \{.*?^\}\n\n", vcl)
+    adds = re.findall(r"(?m)^\s*results\.add_backend\(node\d+\);.*\n", vcl)
+    assert len(blocks) == 3 and len(adds) == 3, "jobrunner.vcl no longer has three nodes"
+    template, add_template = blocks[0], adds[0]
+    new_blocks, new_adds = [], []
+    for index, port in enumerate(ports, 1):
+        block = re.sub(r"node1\b", f"node{index}", template)
+        block = re.sub(r'\.host = "[^"]*";', '.host = "127.0.0.1";', block)
+        new_blocks.append(re.sub(r'\.port = "\d+";', f'.port = "{port}";', block))
+        new_adds.append(re.sub(r"node1\b", f"node{index}", add_template))
+    vcl = vcl.replace(blocks[0], "".join(new_blocks))
+    for block in blocks[1:]:
+        vcl = vcl.replace(block, "")
+    vcl = vcl.replace(adds[0], "".join(new_adds))
+    for add in adds[1:]:
+        vcl = vcl.replace(add, "")
+    vcl, retries = re.subn(r"bereq\.retries < 2\b", f"bereq.retries < {len(ports) - 1}", vcl)
+    assert retries == 3, "jobrunner.vcl no longer limits its retries to nodes - 1 thrice"
+    return vcl
+
+
+class Varnish:
+    """A real ``varnishd`` in the foreground on a free loopback port.
+
+    Its working directory (``-n``) lives in ``root``, so it never touches a
+    system Varnish; ``vcl`` is written to ``root/jobrunner.vcl``.
+    """
+
+    def __init__(self, root: Path, vcl: str, *params: str) -> None:
+        binary = require_binary("varnishd")
+        root.mkdir(parents=True, exist_ok=True)
+        self.name = str(root / "varnish")
+        self.vcl = root / "jobrunner.vcl"
+        self.vcl.write_text(vcl)
+        self.port = free_port()
+        self.log = root / "varnishd.log"
+        # As root, varnishd would read the VCL and run its cache process as its
+        # own unprivileged user, who cannot enter the tests' private temp dirs.
+        jail = ["-j", "none"] if os.geteuid() == 0 else []
+        cmd = [
+            binary,
+            *jail,
+            "-F",
+            "-a",
+            f"127.0.0.1:{self.port}",
+            "-T",
+            f"127.0.0.1:{free_port()}",
+            "-n",
+            self.name,
+            "-f",
+            str(self.vcl),
+            "-s",
+            "malloc,64m",
+            # A small thread pool: the tests send a handful of requests at a time.
+            "-p",
+            "thread_pools=1",
+            "-p",
+            "thread_pool_min=8",
+            *params,
+        ]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"varnishd exited: {self.log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        try:
+            wait_for(listening, timeout=30, what="varnishd listening")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def counters(self) -> dict[str, int]:
+        """Varnish's statistics (``varnishstat -j``) by counter name."""
+        out = subprocess.run(
+            [require_binary("varnishstat"), "-n", self.name, "-j"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        raw = json.loads(out)
+        counters = raw.get("counters", raw)  # the layout of varnishstat 6.5 and later
+        return {
+            name: value["value"]
+            for name, value in counters.items()
+            if isinstance(value, dict) and "value" in value
+        }
+
+    def backend_health(self) -> dict[str, str]:
+        """Health of each backend (``varnishadm backend.list``): name → healthy/sick."""
+        out = subprocess.run(
+            [require_binary("varnishadm"), "-n", self.name, "backend.list"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        health = {}
+        for line in out.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 4:
+                health[fields[0].rpartition(".")[2]] = fields[3]
+        return health
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def jobrunner_cmd(*args: str) -> list[str]:
     """The command line of ``python -m jobrunner ARGS``."""
     return [sys.executable, "-m", "jobrunner", *args]
 
 
 class ResultsServer:
-    """``jobrunner serve`` on a free port, as a subprocess."""
+    """``jobrunner serve`` on a free port (or ``port``), as a subprocess."""
 
     def __init__(
-        self, results_dir: Path, *extra: str, env: Mapping[str, str] | None = None
+        self,
+        results_dir: Path,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port if port is not None else free_port()
         self.results_dir = results_dir
         results_dir.mkdir(parents=True, exist_ok=True)
         self.process = LoggedProcess(
@@ -343,6 +544,71 @@ class ResultsServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class Node:
+    """One worker node: results directory, rsync daemon, results server, worker.
+
+    ``serve_args`` go to its ``jobrunner serve``; :meth:`start_worker` starts
+    ``jobrunner work`` on tubes ``common`` and the node's name, publishing with
+    the file publisher and replicating to ``peers`` with the rsync publisher.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        *serve_args: str,
+        serve_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.results = root / name / "results"
+        self.results.mkdir(parents=True)
+        self.rsyncd = RsyncDaemon(root / name / "rsyncd", path=self.results)
+        self.serve = ResultsServer(self.results, *serve_args, env=serve_env)
+        self.worker: Worker | None = None
+
+    def start_worker(
+        self,
+        servers: list[str],
+        peers: list[Node],
+        jobs: Path,
+        inputs: Path,
+        base_url: str,
+        concurrency: int = 2,
+    ) -> None:
+        args = [
+            "--tube",
+            "common",
+            "--tube",
+            self.name,
+            "--publisher",
+            "file",
+            "--publisher",
+            "rsync",
+            "--allow-file-inputs",
+            str(inputs),
+            "--worker-name",
+            self.name,
+        ]
+        for peer in peers:
+            args += ["--rsync-peer", peer.rsyncd.url]
+        env = {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs), os.environ.get("PYTHONPATH")])),
+            "JOBRUNNER_RSYNC_TIMEOUT": "5",
+        }
+        self.worker = Worker(
+            servers, self.results, base_url, *args, concurrency=concurrency, env=env
+        )
+
+    def get(self, rel: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.serve.port}/{rel}", timeout=5)
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop(timeout=60)
+        self.serve.stop()
+        self.rsyncd.stop()
 
 
 def worker_env(**overrides: str) -> dict[str, str]:

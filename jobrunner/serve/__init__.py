@@ -20,13 +20,22 @@ What is served
     :mod:`jobrunner.resultsdir`'s, shared with the publishers.)
 
 Caching
-    Result documents change while a job runs (``running`` → ``done``), so
-    every answer says ``Cache-Control: no-cache``: caches may keep a copy but
-    must revalidate it each time. Revalidation is cheap: the strong ``ETag``
-    is a hash of the content — identical on every replica of a document,
-    whichever worker behind a load balancer answers — and ``If-None-Match``
-    (or, without it, ``If-Modified-Since``, one-second resolution) gets a
-    ``304 Not Modified`` with no body.
+    ``Cache-Control`` follows the document's status (:mod:`jobrunner.caching`):
+    ``done`` and ``failed`` documents may be cached for long (a day unless
+    configured, and served stale as long again while a cache refreshes them),
+    ``running`` ones for one second, 404s for a few seconds, so that an HTTP
+    cache in front of the workers (``examples/varnish/``) absorbs the
+    polling. Revalidation is cheap: the strong ``ETag`` is a hash of the
+    content — identical on every replica of a document, whichever worker
+    behind a load balancer answers — and ``If-None-Match`` (or, without it,
+    ``If-Modified-Since``, one-second resolution) gets a ``304 Not Modified``
+    with no body.
+
+Health
+    ``GET /health`` answers 200 ``{"status": "ok"}`` while the results
+    directory can be read, 503 otherwise, never cached: the probe of a load
+    balancer or of Varnish. (A result file named ``health`` at the top of the
+    results directory is therefore not reachable.)
 
 Cross-origin reads (CORS)
     For each ``--cors-origin`` the matching ``Origin`` is echoed with

@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from jobrunner.caching import CachePolicy, StatusMemo, cache_control
 from jobrunner.errors import ConfigError
 from jobrunner.resultsdir import ResultsDir
 from jobrunner.serve import _files, _put
@@ -52,6 +53,8 @@ class _Settings:
     max_file_bytes: int
     body_timeout: float
     allow: str
+    cache: CachePolicy
+    statuses: StatusMemo  # document status by ETag: each document is parsed once
 
 
 def _origins(cors_origins: Sequence[str]) -> list[str]:
@@ -74,7 +77,13 @@ async def _endpoint(request: Request) -> Response:
     method = request.method
     try:
         if method in ("GET", "HEAD"):
-            return await _files.get(request, settings.results, settings.max_file_bytes)
+            return await _files.get(
+                request,
+                settings.results,
+                settings.max_file_bytes,
+                settings.cache,
+                settings.statuses,
+            )
         if method == "PUT" and settings.put_token is not None:
             return await _put.put(
                 request,
@@ -107,6 +116,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         headers = {"allow": settings.allow}  # routing's own Allow is in a different case
     else:
         headers = dict(exc.headers or {})
+    if exc.status_code == 404:  # "not published yet": caches may keep that briefly
+        settings = request.app.state.settings
+        headers["cache-control"] = cache_control(settings.cache, 404, None)
     if exc.status_code >= 500:
         log.error("request_failed", method=request.method, path=request.url.path, error=message)
     return error_response(request, exc.status_code, message, headers.items())
@@ -120,6 +132,7 @@ def create_app(
     max_put_bytes: int = DEFAULT_MAX_PUT_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    cache_policy: CachePolicy | None = None,
 ) -> Starlette:
     """Build the ASGI application serving ``results_dir``.
 
@@ -131,6 +144,8 @@ def create_app(
         max_put_bytes: largest ``PUT`` body accepted (413 above).
         max_file_bytes: largest file served (files are read whole).
         body_timeout: seconds a ``PUT`` body may take to arrive (408 after).
+        cache_policy: how long caches may keep finished documents and 404s
+            (:class:`~jobrunner.caching.CachePolicy`; its defaults when None).
 
     Returns:
         An ASGI 3 application.
@@ -153,6 +168,8 @@ def create_app(
         max_file_bytes=max_file_bytes,
         body_timeout=body_timeout,
         allow=", ".join(methods),
+        cache=cache_policy if cache_policy is not None else CachePolicy(),
+        statuses=StatusMemo(),
     )
     middleware = []
     origins = _origins(cors_origins)
@@ -168,7 +185,10 @@ def create_app(
             )
         )
     app = Starlette(
-        routes=[Route("/{path:path}", _endpoint, methods=methods)],
+        routes=[
+            Route("/health", _files.health, methods=["GET", "HEAD"]),
+            Route("/{path:path}", _endpoint, methods=methods),
+        ],
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},
     )

@@ -10,17 +10,17 @@ import mimetypes
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from jobrunner.caching import CachePolicy, StatusMemo, cache_control, document_status
 from jobrunner.resultsdir import ResultsDir, UnsafePath, split_url_path
 from jobrunner.serve._http import Refused, etag_of, respond
 from jobrunner.serve._logs import log
 
-__all__ = ["INLINE_BYTES", "get", "raw_path", "segments_of"]
+__all__ = ["INLINE_BYTES", "get", "health", "raw_path", "segments_of"]
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ def _read_whole(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+async def read_file(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     """Read a regular file whole; anything else (directory, FIFO, symlink) is a 404.
 
     Raises:
@@ -118,14 +118,14 @@ async def read_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO):
-            log.warning("file_unreadable", path=str(path), error=exc.strerror)
+            log.warning("file_unreadable", path=path, error=exc.strerror)
         raise Refused(404, "not found") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise Refused(404, "not found")
         if info.st_size > max_bytes:
-            log.error("file_too_large", path=str(path), bytes=info.st_size, limit=max_bytes)
+            log.error("file_too_large", path=path, bytes=info.st_size, limit=max_bytes)
             raise Refused(500, f"the file is larger than {max_bytes} bytes")
         body = await maybe_thread(info.st_size, _read_whole, fd, info.st_size)
     finally:
@@ -133,8 +133,17 @@ async def read_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
     return body, info
 
 
-async def get(request: Request, results: ResultsDir, max_file_bytes: int) -> Response:
+async def get(
+    request: Request,
+    results: ResultsDir,
+    max_file_bytes: int,
+    cache: CachePolicy,
+    statuses: StatusMemo,
+) -> Response:
     """Answer ``GET`` or ``HEAD`` of one file below ``results``.
+
+    ``Cache-Control`` follows the status of the document (:mod:`jobrunner.caching`);
+    ``statuses`` remembers it by ETag, so each distinct document is parsed once.
 
     Raises:
         Refused: 400 for a bad path, 404 for anything not served.
@@ -145,15 +154,34 @@ async def get(request: Request, results: ResultsDir, max_file_bytes: int) -> Res
         raise Refused(404, "not found (directories and dot-named files are not served)")
     body, info = await read_file(real, max_file_bytes)
     etag = await maybe_thread(len(body), etag_of, body)
+    known, status = statuses.get(etag)
+    if not known:
+        status = await maybe_thread(len(body), document_status, body)
+        statuses.put(etag, status)
     headers = [
         ("etag", etag),
         ("last-modified", email.utils.formatdate(info.st_mtime, usegmt=True)),
-        ("cache-control", "no-cache"),
     ]
     if not_modified(request, etag, info.st_mtime):
+        headers.append(("cache-control", cache_control(cache, 304, status)))
         return respond(request, 304, headers)
+    headers.append(("cache-control", cache_control(cache, 200, status)))
     headers += [
         ("content-type", content_type(segments[-1])),
         ("x-content-type-options", "nosniff"),
     ]
     return respond(request, 200, headers, body)
+
+
+async def health(request: Request) -> Response:
+    """Answer ``/health``: 200 while the results directory can be listed, else 503.
+
+    The probe of a load balancer or of Varnish; never cached.
+    """
+    root = request.app.state.settings.results.root
+    healthy = os.path.isdir(root) and os.access(root, os.R_OK | os.X_OK)
+    if not healthy:
+        log.warning("health_failed", results_dir=str(root))
+    body = b'{"status": "ok"}' if healthy else b'{"status": "unhealthy"}'
+    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+    return respond(request, 200 if healthy else 503, headers, body)

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from jobrunner.caching import CachePolicy
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
 from jobrunner.resultsdir import ResultsDir
@@ -113,6 +114,7 @@ def run_server(config: Config) -> int:
         put_token=config.put_token,
         max_put_bytes=config.max_put_bytes,
         body_timeout=config.body_timeout,
+        cache_policy=CachePolicy(finished=config.cache_finished, not_found=config.cache_not_found),
     )
     try:
         sock = _bind(config.host, config.port)

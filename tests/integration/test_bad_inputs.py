@@ -953,10 +953,8 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
     else:
         assert not result_file.exists()
         assert listing(bench.results_dir) == results_before
-        events = bench.worker.find("job_failed", job_id=name) + bench.worker.find(
-            "job_invalid", beanstalk_id=beanstalk_id
-        )
-        assert events, "no job_failed / job_invalid event"
+        events = bench.worker.find("job_buried", beanstalk_id=beanstalk_id)
+        assert events, "no job_buried event"
         assert bad.says in events[-1]["error"]
     assert tree(bench.sandbox, skip) == before, "something changed outside the results directory"
     if bad.code == "input_refused":
@@ -985,12 +983,11 @@ def test_worker_survives_the_whole_table(bench: Bench) -> None:
     assert_worker_alive(bench)
 
 
-def test_readme_error_table_lists_every_code() -> None:
-    """The README's error table names every error code, in order, with the right "retried?"
+def test_docs_error_table_lists_every_code() -> None:
+    """The docs' error-code table names every error code, in order, with the right "retried?"
     flag, and every code this table expects is among them."""
-    readme = (Path(__file__).parents[2] / "README.rst").read_text("utf-8")
-    after = readme.split("\nError codes\n===========\n", 1)[1]
-    section = re.split(r"\n\n[^\n=][^\n]*\n=+\n", after, maxsplit=1)[0]  # up to the next title
+    page = Path(__file__).parents[2] / "docs" / "reference" / "error-codes.rst"
+    section = page.read_text("utf-8")
     rows = re.findall(r"^``([a-z_]+)``\s+(yes|no)\s", section, re.M)
     assert [code for code, _ in rows] == list(ERROR_CODES)
     for code, retried in rows:
@@ -1205,6 +1202,51 @@ def hostile_token_guessing(server: HostileServer) -> None:
     assert not (server.results / "x.json").exists()
 
 
+def hostile_odd_documents(server: HostileServer) -> None:
+    """Documents built to fool the cache headers get the safe ones: a "status" nested in
+    data or meta, duplicate keys, nesting too deep to parse, a huge array, invalid UTF-8."""
+    done = {"v": 1, "id": "j", "type": "t", "timestamp": "2026-01-01T00:00:00Z"}
+    odd = {
+        "nested.json": (
+            json.dumps({**done, "status": "running", "data": {"status": "done"}}).encode(),
+            "public, max-age=1",
+        ),
+        "meta.json": (
+            json.dumps({**done, "meta": {"status": "done"}, "status": "running"}).encode(),
+            "public, max-age=1",
+        ),
+        # json.loads keeps the last of duplicate keys, as browsers' JSON.parse does.
+        "duplicate.json": (b'{"status": "done", "status": "running"}', "public, max-age=1"),
+        "deep.json": (b'{"status": "done", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", None),
+        "huge.json": (b"[" + b"1," * 2_000_000 + b"1]", None),
+        "latin1.json": (b'{"status": "done", "x": "\xff"}', None),
+    }
+    for name, (body, _) in odd.items():
+        (server.results / "run" / name).write_bytes(body)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+        for name, (body, expected) in odd.items():
+            r = client.get(f"/run/{name}")
+            assert r.status_code == 200 and r.content == body, name
+            assert r.headers["cache-control"] == (expected or "no-cache"), name
+
+
+def hostile_health_probes(server: HostileServer) -> None:
+    """Only GET and HEAD of /health itself answer health: with a query string too; other
+    methods are 405 and look-alike paths plain 404s, none cached for long."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+        for path in ("/health", "/health?probe=1", "/%68ealth"):
+            r = client.get(path)
+            assert (r.status_code, r.json()) == (200, {"status": "ok"}), path
+            assert r.headers["cache-control"] == "no-store"
+        assert client.head("/health").status_code == 200
+        for method in ("POST", "DELETE"):
+            assert client.request(method, "/health").status_code == 405, method
+        for path in ("/health/", "/HEALTH", "/health.json", "/health%00", "/run/health"):
+            r = client.get(path)
+            assert r.status_code in (400, 404), path
+            assert r.headers["cache-control"] in ("no-store", "public, max-age=2"), path
+
+
 HOSTILE_ROWS = [
     pytest.param(hostile_idle, id="idle-connection"),
     pytest.param(hostile_slow_headers, id="slow-headers"),
@@ -1215,6 +1257,8 @@ HOSTILE_ROWS = [
     pytest.param(hostile_endless_body, id="endless-put-body"),
     pytest.param(hostile_put_conflicts, id="put-conflicts"),
     pytest.param(hostile_token_guessing, id="token-guessing"),
+    pytest.param(hostile_odd_documents, id="odd-documents-cache-headers"),
+    pytest.param(hostile_health_probes, id="health-probes"),
 ]
 
 
@@ -1287,3 +1331,38 @@ def test_serve_survives_connection_flood(tmp_path: Path) -> None:
     assert not [line for line in lines if "Too many open files" in line]
     (stopped,) = server.events("serve_stopped")
     assert stopped["connections_evicted"] + stopped["connections_timed_out"] >= 1100
+
+
+def test_serve_refuses_connections_when_all_are_busy(tmp_path: Path) -> None:
+    """With every connection busy with a request (--max-connections 2, two PUT bodies still
+    arriving), one more connection gets a 503 at once; an idle one would have made room."""
+    server = start_hostile_server(tmp_path, "--max-connections", "2")
+    head = (
+        b"PUT /busy.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + HOSTILE_TOKEN.encode()
+        + b"\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    try:
+        busy = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        for sock in busy:
+            sock.sendall(head)
+        time.sleep(0.5)  # both requests are in the application, reading their bodies
+        with socket.create_connection(("127.0.0.1", server.port)) as extra:
+            answer = closed_by_server(extra, 5)
+        assert http_status(answer) == 503
+        assert b"too many connections" in answer
+        for sock in busy:
+            sock.close()
+
+        def served() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                url = f"http://127.0.0.1:{server.port}/run/r.json"
+                return httpx.get(url, timeout=1).status_code == 200
+            return False
+
+        wait_for(served, timeout=10, what="a GET once the busy clients left")
+    finally:
+        code = server.stop()
+    assert code == 0
+    (stopped,) = server.events("serve_stopped")
+    assert stopped["connections_refused"] >= 1

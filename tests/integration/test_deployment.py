@@ -117,3 +117,35 @@ def test_example_schedule_toml_is_valid() -> None:
     settings, schedules = load_schedules(SYSTEMD / "schedule.toml")
     assert settings.group == "default"
     assert [s.name for s in schedules] == ["forecast-meter-17", "grid-refresh"]
+
+
+def test_varnish_drop_in_verifies(tmp_path: Path) -> None:
+    """examples/varnish/jobrunner.conf on top of Debian's varnish.service passes
+    systemd-analyze verify, and starts varnishd with the jobrunner VCL."""
+    analyze = require_binary("systemd-analyze")
+    require_binary("varnishd")
+    base = next(
+        (
+            path
+            for path in (
+                Path("/lib/systemd/system/varnish.service"),
+                Path("/usr/lib/systemd/system/varnish.service"),
+            )
+            if path.exists()
+        ),
+        None,
+    )
+    if base is None:
+        pytest.skip("Debian's varnish package (varnish.service) is not installed")
+    drop_in = (ROOT / "examples" / "varnish" / "jobrunner.conf").read_text()
+    assert "-f /etc/varnish/jobrunner.vcl" in drop_in
+    # A drop-in's settings come after the unit's: appending them is what systemd reads.
+    (tmp_path / "varnish.service").write_text(base.read_text() + "\n" + drop_in)
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / "varnish.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr

@@ -18,9 +18,7 @@ import pytest
 from jobrunner import Client
 from tests.support import (
     Beanstalkd,
-    ResultsServer,
-    RsyncDaemon,
-    Worker,
+    Node,
     free_port,
     require_binary,
     wait_for,
@@ -32,50 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 BASE = "http://results.test/r/"  # what browsers use: the load balancer's URL
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Node:
-    """One worker node: results directory, rsync daemon, results server, worker."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.name = name
-        self.results = root / name / "results"
-        self.results.mkdir(parents=True)
-        self.rsyncd = RsyncDaemon(root / name / "rsyncd", path=self.results)
-        self.serve = ResultsServer(self.results)
-        self.worker: Worker | None = None
-
-    def start_worker(self, servers: list[str], peers: list[Node], jobs: Path, inputs: Path) -> None:
-        args = [
-            "--tube",
-            "common",
-            "--tube",
-            self.name,
-            "--publisher",
-            "file",
-            "--publisher",
-            "rsync",
-            "--allow-file-inputs",
-            str(inputs),
-            "--worker-name",
-            self.name,
-        ]
-        for peer in peers:
-            args += ["--rsync-peer", peer.rsyncd.url]
-        env = {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs), os.environ.get("PYTHONPATH")])),
-            "JOBRUNNER_RSYNC_TIMEOUT": "5",
-        }
-        self.worker = Worker(servers, self.results, BASE, *args, concurrency=2, env=env)
-
-    def get(self, rel: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.serve.port}/{rel}", timeout=5)
-
-    def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop(timeout=60)
-        self.serve.stop()
-        self.rsyncd.stop()
 
 
 def load_balancer(tmp_path: Path, nodes: list[Node]) -> tuple[subprocess.Popen[bytes], int]:
@@ -129,7 +83,7 @@ def test_three_nodes_two_queues_one_node_and_one_queue_lost(tmp_path: Path) -> N
     lb = None
     try:
         for node in nodes:
-            node.start_worker(servers, [p for p in nodes if p is not node], jobs, inputs)
+            node.start_worker(servers, [p for p in nodes if p is not node], jobs, inputs, BASE)
         client = Client(servers)
 
         def submit(name: str, tube: str, seconds: float) -> str:

@@ -14,14 +14,12 @@ Screenshots go to ``test-artifacts/`` at the top of the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,13 +31,14 @@ import httpx
 import pytest
 
 from tests.support import (
-    IN_CI,
     Beanstalkd,
     LoggedProcess,
     ResultsServer,
     Worker,
     free_port,
+    headless_chromium,
     require_binary,
+    require_module,
     wait_for_port,
     wait_for_status,
 )
@@ -50,27 +49,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTAL_DIR = ROOT / "examples" / "portal"
 ARTIFACTS = ROOT / "test-artifacts"
 JOB_WAIT = 45.0  # seconds for a job to end, as the page sees it
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # running as root (CI containers) needs it
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    # No network beyond loopback here: keep Chromium from trying.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1100,900",
-)
-
-
-def require_module(name: str, extra: str) -> None:
-    """Skip locally when module ``name`` is missing, fail under CI."""
-    if importlib.util.find_spec(name) is None:
-        message = f"{name} is not installed: {extra} (scripts/test.sh installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @dataclass
@@ -145,23 +123,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through chromedriver (never a downloaded browser)."""
-    chromium = require_binary("chromium")
-    chromedriver = require_binary("chromedriver")
-    require_module("selenium", "pip install selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    with tempfile.TemporaryDirectory(prefix="portal-chromium-") as profile:
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-        driver.set_page_load_timeout(20)
-        try:
-            yield driver
-        finally:
-            driver.quit()
+    with headless_chromium("portal-chromium-") as driver:
+        yield driver
 
 
 def submit_forecast(browser: Any, stack: Stack, sensor: str, horizon: str, method: str) -> None:

@@ -22,10 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobrunner.caching import CachePolicy, cache_control
 from tests.support import free_port, jobrunner_cmd, require_binary, wait_for
 
 pytestmark = pytest.mark.integration
 
+# What a done document gets under the default policy (pinned in test_caching.py).
+FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_EXAMPLE = ROOT / "examples" / "nginx" / "results.conf"
 PORTAL = "https://portal.example.org"  # the origin results.conf allows
@@ -46,6 +49,9 @@ def make_results(root: Path) -> Path:
     (root / "results" / "run").mkdir(parents=True)
     results = root / "results"
     (results / "run" / "r.json").write_bytes(BODY)
+    (results / "run" / "running.json").write_bytes(
+        json.dumps({**DOC, "status": "running"}).encode()
+    )
     (results / "run" / ".r.json.tmp").write_bytes(b'{"partial')
     (results / ".r.json.Xy12Ab").write_bytes(b'{"partial')
     (results / ".git").mkdir()
@@ -195,14 +201,23 @@ def raw_get(base_url: str, target: bytes) -> tuple[int, bytes]:
 # -- the same read semantics on both servers ------------------------------------
 
 
-def test_get_headers_and_304_over_keepalive(server: str) -> None:
-    """GET serves JSON with ETag, Last-Modified and no-cache; both validators give a 304."""
+def test_get_headers_and_304_over_keepalive(server: str, request: pytest.FixtureRequest) -> None:
+    """GET serves JSON with ETag, Last-Modified and a cache lifetime (a day for a done
+    document from jobrunner serve, which reads its status; a second from nginx, which
+    cannot); both validators give a 304."""
+    kind = request.node.callspec.params["server"]
     with httpx.Client(base_url=server, timeout=5) as client:
         r = client.get("/run/r.json")
         assert r.status_code == 200
         assert r.content == BODY
         assert r.headers["content-type"] == "application/json"
-        assert r.headers["cache-control"] == "no-cache"
+        assert (
+            r.headers["cache-control"]
+            == {
+                "jobrunner": FINISHED_DAY,
+                "nginx": "public, max-age=1",
+            }[kind]
+        )
         assert r.headers["content-length"] == str(len(BODY))
         etag, last_modified = r.headers["etag"], r.headers["last-modified"]
         assert etag.startswith('"')
@@ -258,9 +273,11 @@ def test_cors_simple_and_preflight(server: str) -> None:
     ],
 )
 def test_not_found(server: str, path: str) -> None:
-    """Dotfiles, dot directories, directories, escaping symlinks and missing files are JSON 404s."""
+    """Dotfiles, dot directories, directories, escaping symlinks and missing files are JSON 404s,
+    cacheable for two seconds."""
     r = httpx.get(server + path, timeout=5, headers={"Origin": PORTAL})
     assert r.status_code == 404
+    assert r.headers["cache-control"] == "public, max-age=2"
     assert r.headers["content-type"] == "application/json"
     assert "error" in r.json()
     assert r.headers["access-control-allow-origin"] == PORTAL
@@ -281,6 +298,13 @@ def test_traversal_never_escapes(server: str, target: bytes) -> None:
     status, answer = raw_get(server, target)
     assert status in (400, 404)
     assert b"secret" not in answer
+
+
+def test_running_document_cached_one_second(server: str) -> None:
+    """A running document may be cached for one second at most, on both servers."""
+    r = httpx.get(server + "/run/running.json", timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "running"
+    assert r.headers["cache-control"] == "public, max-age=1"
 
 
 def test_other_methods_are_405(server: str) -> None:
@@ -415,3 +439,59 @@ def test_access_log(tmp_path: Path) -> None:
             ("GET", "/nope.json", 404),
         ]
         assert served[0]["client"].startswith("127.0.0.1:")
+
+
+# -- nginx in front of jobrunner serve (examples/nginx/proxy.conf) -----------------------
+
+NGINX_PROXY = ROOT / "examples" / "nginx" / "proxy.conf"
+
+
+def test_nginx_in_front_of_jobrunner_serve(tmp_path: Path) -> None:
+    """With proxy.conf, nginx passes reads (same bytes, ETag, 304, CORS) and token PUTs to
+    jobrunner serve, and closes a client that never sends a request."""
+    nginx = require_binary("nginx")
+    results = make_results(tmp_path)
+    serve_url, serve = start_jobrunner(
+        results, tmp_path / "serve.log", "--cors-origin", PORTAL, "--put-token", TOKEN
+    )
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    proxy = NGINX_PROXY.read_text()
+    proxy, listens = re.subn(r"(?m)^(\s*)listen\s+80;", rf"\1listen 127.0.0.1:{port};", proxy)
+    proxy, upstreams = re.subn(
+        r"(?m)^(\s*)server\s+127\.0\.0\.1:8080;", rf"\1server {serve_url[7:]};", proxy
+    )
+    assert (listens, upstreams) == (1, 1), "proxy.conf no longer has the expected listen/server"
+    proxy = proxy.replace("client_header_timeout 10s;", "client_header_timeout 2s;")
+    (prefix / "proxy.conf").write_text(proxy)
+    conf = nginx_config(prefix, results, free_port())  # the temp paths and pid file
+    conf.write_text(conf.read_text().replace("results.conf", "proxy.conf"))
+    check = subprocess.run(nginx_cmd(nginx, prefix, conf, "-t"), capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode()
+    with (prefix / "stderr.log").open("wb") as out:
+        process = subprocess.Popen(
+            nginx_cmd(nginx, prefix, conf, "-g", "daemon off;"), stdout=out, stderr=out
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base_url, process, prefix / "stderr.log")
+        direct = httpx.get(serve_url + "/run/r.json", timeout=5)
+        with httpx.Client(base_url=base_url, timeout=5) as client:
+            r = client.get("/run/r.json", headers={"Origin": PORTAL})
+            assert r.status_code == 200 and r.content == BODY
+            assert r.headers["etag"] == direct.headers["etag"]
+            assert r.headers["access-control-allow-origin"] == PORTAL
+            again = client.get("/run/r.json", headers={"If-None-Match": r.headers["etag"]})
+            assert again.status_code == 304
+            assert client.get("/run/.r.json.tmp").status_code == 404
+            put = client.put(
+                "/w/job-9.json", content=BODY, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert put.status_code == 201
+            assert (results / "w" / "job-9.json").read_bytes() == BODY
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed by nginx after client_header_timeout
+    finally:
+        stop(process, signal.SIGQUIT)
+        assert stop(serve) == 0

@@ -180,3 +180,12 @@ def test_closed_pipe_is_quiet(command: list[str], beanstalkd: Beanstalkd) -> Non
     assert "BrokenPipeError" not in proc.stderr, proc.stderr
     # argparse prints --help itself and ignores a failed write: it exits 0.
     assert proc.returncode == (0 if "--help" in args else 141)
+
+
+def test_dashboard_refuses_other_addresses_without_a_token(busy_port: int) -> None:
+    """The dashboard listens beyond loopback only with a token; a busy port is a one-line
+    error too."""
+    exposed = run("dashboard", "--dashboard-host", "0.0.0.0", "--dashboard-port", "0")
+    assert_one_line_usage_error(exposed, "not a loopback address", "--dashboard-token")
+    busy = run("dashboard", "--dashboard-port", str(busy_port))
+    assert_one_line_usage_error(busy, "dashboard_port", "in use")

@@ -1,4 +1,4 @@
-"""The command line: the names and flags of DESIGN.md are a contract."""
+"""The command line: the documented command names and flags are a contract."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ CONTRACT = {
 
 @pytest.mark.parametrize("command", sorted(CONTRACT))
 def test_documented_flags_exist(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every flag DESIGN.md names for a command is accepted by it."""
+    """Every flag the CLI reference names for a command is accepted by it."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = capsys.readouterr().out

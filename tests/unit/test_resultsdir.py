@@ -100,7 +100,7 @@ def test_find_hides_dot_names_and_directories(tmp_path: Path) -> None:
     (tmp_path / ".tmp.json").write_text("{")
     (tmp_path / "alias.json").symlink_to(tmp_path / ".tmp.json")
     tree = ResultsDir(tmp_path)
-    assert tree.find(["run", "r.json"]) == (tmp_path / "run" / "r.json").resolve()
+    assert tree.find(["run", "r.json"]) == str((tmp_path / "run" / "r.json").resolve())
     for segments in (["run", ""], [".tmp.json"], ["alias.json"], []):
         assert tree.find(segments) is None, segments
 

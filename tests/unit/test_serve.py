@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
 import pytest
 
+from jobrunner.caching import CachePolicy, cache_control
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError
 from jobrunner.serve import create_app, run_server
+from tests.support import asgi_request as request
 from tests.support import capture_events
 
+# What a done document gets under the default policy (pinned in test_caching.py).
+FINISHED_DAY = cache_control(CachePolicy(), 200, "done")
 PORTAL = "https://portal.example.org"
 TOKEN = "s3cret-token"
 DOC = {
@@ -31,17 +34,6 @@ DOC = {
     "data": {"answer": 42},
 }
 BODY = json.dumps(DOC, indent=1).encode() + b"\n"
-
-
-def request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """Send one request to the ASGI app through httpx."""
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://results.test") as c:
-            return await c.request(method, path, **kwargs)
-
-    return asyncio.run(go())
 
 
 def raw_request(
@@ -103,12 +95,13 @@ def app(results: Path) -> Any:
 
 
 def test_get_serves_json_with_caching_headers(app: Any) -> None:
-    """GET of a .json file returns its bytes as application/json with validators and no-cache."""
+    """GET of a done .json document returns its bytes as application/json, with validators,
+    cacheable for a day."""
     r = request(app, "GET", "/run/r.json")
     assert r.status_code == 200
     assert r.content == BODY
     assert r.headers["content-type"] == "application/json"
-    assert r.headers["cache-control"] == "no-cache"
+    assert r.headers["cache-control"] == FINISHED_DAY
     assert r.headers["content-length"] == str(len(BODY))
     assert r.headers["etag"].startswith('"') and not r.headers["etag"].startswith("W/")
     assert email.utils.parsedate_to_datetime(r.headers["last-modified"]) is not None
@@ -144,7 +137,7 @@ def test_if_none_match_gives_304(app: Any) -> None:
         assert r.status_code == 304, value
         assert r.content == b""
         assert r.headers["etag"] == etag
-        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["cache-control"] == FINISHED_DAY
     r = request(app, "GET", "/run/r.json", headers={"If-None-Match": '"stale"'})
     assert r.status_code == 200 and r.content == BODY
 
