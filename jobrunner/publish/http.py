@@ -13,6 +13,7 @@ How answers map to failures::
     2xx                          published
     3xx                          PublishFailed, permanent (redirects are not followed)
     408, 429, 5xx                PublishFailed, retryable (the host may recover)
+    409                          ResultBlocked, permanent (a directory or file in the way)
     other 4xx                    PublishFailed, permanent (token, path or document refused)
     connect/read/write time-out,
     connection error             PublishFailed, retryable
@@ -29,7 +30,7 @@ import httpx
 
 from jobrunner import __version__
 from jobrunner.config import Config
-from jobrunner.errors import ConfigError, PublishFailed, ResultRefused
+from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked, ResultRefused
 from jobrunner.resultsdir import relative_result_path
 
 __all__ = ["HttpPublisher", "parse_origin"]
@@ -134,6 +135,7 @@ class HttpPublisher:
 
         Raises:
             ResultRefused: the URL is not allowed.
+            ResultBlocked: the host answered 409 (a directory or file in the way).
             PublishFailed: retryable for 408, 429, 5xx and network errors,
                 permanent for other 4xx and 3xx answers; the status is in the message.
         """
@@ -151,6 +153,8 @@ class HttpPublisher:
         message = f"PUT {url} answered {status} {response.reason_phrase}"
         if answer:
             message += f": {answer}"
+        if status == 409:  # a directory or file stands in the document's way on the host
+            raise ResultBlocked(message)
         retryable = status >= 500 or status in (408, 429)
         if status in (401, 403):
             message += " (check --http-token against the results host's --put-token)"

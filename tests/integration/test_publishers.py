@@ -12,7 +12,7 @@ import pytest
 
 from jobrunner import Client
 from jobrunner.config import Config
-from jobrunner.errors import PublishFailed
+from jobrunner.errors import PublishFailed, ResultBlocked
 from jobrunner.publish.http import HttpPublisher
 from tests.support import (
     Beanstalkd,
@@ -191,7 +191,7 @@ def test_http_publisher_puts_to_a_results_host(
         other = f"http://127.0.0.1:{free_port()}/r2.json"
         with Client(beanstalkd.address) as client:
             client.submit("echo", input_url, other)
-        worker.wait_event("job_failed", code="result_refused")
+        worker.wait_event("job_buried", code="result_refused")
     finally:
         worker.stop()
         host.stop()
@@ -201,7 +201,8 @@ def test_results_host_refuses_puts_without_the_token(
     results_server: ResultsServer, tmp_path: Path
 ) -> None:
     """A results host refuses a publisher with the wrong token (401, permanent failure),
-    a body that is not a result document (400), and PUT altogether without --put-token (405)."""
+    a body that is not a result document (400), a path a directory stands at (409, the
+    permanent result_blocked), and PUT altogether without --put-token (405)."""
     host = ResultsServer(tmp_path / "host", "--put-token", TOKEN)
     body = json.dumps(
         {
@@ -226,6 +227,10 @@ def test_results_host_refuses_puts_without_the_token(
         good.publish(host.base_url + "r.json", body)
         with pytest.raises(PublishFailed, match="400"):
             good.publish(host.base_url + "bad.json", b'{"status": "nonsense"}')
+        (tmp_path / "host" / "taken.json").mkdir()
+        with pytest.raises(ResultBlocked, match="409") as blocked:
+            good.publish(host.base_url + "taken.json", body)
+        assert not blocked.value.retryable
         good.close()
         assert (tmp_path / "host" / "r.json").read_bytes() == body
 

@@ -107,8 +107,8 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
 
 def test_health_is_unhealthy_when_a_slot_cannot_start_its_child(tmp_path: Path) -> None:
     """A slot whose child failed to start twice in a row makes /health report unhealthy."""
+    from jobrunner._worker.node import Worker as WorkerNode
     from jobrunner.config import load_config
-    from jobrunner.worker import Worker as WorkerNode
 
     config = load_config(
         env={},
