@@ -266,12 +266,18 @@ class Bench:
             json.loads(line) for line in log_path.read_bytes().splitlines() if line[:1] == b"{"
         ]
         children = [e for e in events if e.get("event") == "child_started"]
-        published = {e.get("job_id"): e for e in events if e.get("event") == "job_published"}
-        for run in runs:  # the child's own split: fetch, run, and (the rest) publish
-            times = published.get(run["id"], {})
-            for key in ("fetch_s", "run_s", "total_s"):
-                if key in times:
-                    run[key] = times[key]
+        # The worker's one event per job (job_deleted; job_published before 0.3) gives the
+        # child's split: fetching, running, and the rest (hand-off, publishing, delete).
+        ends = {
+            e.get("job_id"): e
+            for e in events
+            if e.get("event") in ("job_deleted", "job_published") and "fetch_s" in e
+        }
+        for run in runs:
+            end = ends.get(run["id"], {})
+            total = end.get("duration_s", end.get("total_s"))
+            if total is not None and end.get("run_s") is not None:
+                run.update(fetch_s=end["fetch_s"], run_s=end["run_s"], total_s=total)
         return {
             "name": case["name"],
             "type": case["type"],
@@ -382,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         note = f"; {row['children_started']} children started" if recycled else ""
         print(f"  warm median within the target: {', '.join(verdicts)}{note}")
     print(
-        "\nwhere a warm job's time goes (medians, s; from the child's job_published event): "
-        "put until the attempt started, fetch + decode the inputs, run the job type, publish the "
-        "result document"
+        "\nwhere a warm job's time goes (medians, s; from the worker's log): put until the "
+        "attempt started, fetch + decode the inputs, run the job type, the rest (publish the "
+        "result document, hand-off, delete)"
     )
-    print(f"{'case':<48}{'put→started':>12}{'fetch':>8}{'run':>8}{'publish':>9}{'result':>10}")
+    print(f"{'case':<48}{'put→started':>12}{'fetch':>8}{'run':>8}{'rest':>9}{'result':>10}")
     for row in rows:
         warm = [r for r in row["warm"] if "total_s" in r]
         if not warm:
