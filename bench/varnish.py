@@ -1,7 +1,7 @@
 """Result reads through Varnish next to reads straight from ``jobrunner serve``.
 
-    python bench/varnish.py            # about a minute and a half
-    python bench/varnish.py --quick    # about forty seconds
+    python bench/varnish.py            # about four minutes
+    python bench/varnish.py --quick    # about a minute and a half
 
 Three ``jobrunner serve`` nodes, each with a copy of the same results
 directory (as the rsync publisher leaves them), and one ``varnishd`` in front
@@ -46,7 +46,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobrunner.publish.file import write_atomic  # noqa: E402
+from jobrunner.resultsdir import write_atomic  # noqa: E402
 from tests.support import ResultsServer, Varnish, varnish_vcl  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -1204,6 +1204,51 @@ def hostile_token_guessing(server: HostileServer) -> None:
     assert not (server.results / "x.json").exists()
 
 
+def hostile_odd_documents(server: HostileServer) -> None:
+    """Documents built to fool the cache headers get the safe ones: a "status" nested in
+    data or meta, duplicate keys, nesting too deep to parse, a huge array, invalid UTF-8."""
+    done = {"v": 1, "id": "j", "type": "t", "timestamp": "2026-01-01T00:00:00Z"}
+    odd = {
+        "nested.json": (
+            json.dumps({**done, "status": "running", "data": {"status": "done"}}).encode(),
+            "public, max-age=1",
+        ),
+        "meta.json": (
+            json.dumps({**done, "meta": {"status": "done"}, "status": "running"}).encode(),
+            "public, max-age=1",
+        ),
+        # json.loads keeps the last of duplicate keys, as browsers' JSON.parse does.
+        "duplicate.json": (b'{"status": "done", "status": "running"}', "public, max-age=1"),
+        "deep.json": (b'{"status": "done", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", None),
+        "huge.json": (b"[" + b"1," * 2_000_000 + b"1]", None),
+        "latin1.json": (b'{"status": "done", "x": "\xff"}', None),
+    }
+    for name, (body, _) in odd.items():
+        (server.results / "run" / name).write_bytes(body)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+        for name, (body, expected) in odd.items():
+            r = client.get(f"/run/{name}")
+            assert r.status_code == 200 and r.content == body, name
+            assert r.headers["cache-control"] == (expected or "no-cache"), name
+
+
+def hostile_health_probes(server: HostileServer) -> None:
+    """Only GET and HEAD of /health itself answer health: with a query string too; other
+    methods are 405 and look-alike paths plain 404s, none cached for long."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5) as client:
+        for path in ("/health", "/health?probe=1", "/%68ealth"):
+            r = client.get(path)
+            assert (r.status_code, r.json()) == (200, {"status": "ok"}), path
+            assert r.headers["cache-control"] == "no-store"
+        assert client.head("/health").status_code == 200
+        for method in ("POST", "DELETE"):
+            assert client.request(method, "/health").status_code == 405, method
+        for path in ("/health/", "/HEALTH", "/health.json", "/health%00", "/run/health"):
+            r = client.get(path)
+            assert r.status_code in (400, 404), path
+            assert r.headers["cache-control"] in ("no-store", "public, max-age=2"), path
+
+
 HOSTILE_ROWS = [
     pytest.param(hostile_idle, id="idle-connection"),
     pytest.param(hostile_slow_headers, id="slow-headers"),
@@ -1214,6 +1259,8 @@ HOSTILE_ROWS = [
     pytest.param(hostile_endless_body, id="endless-put-body"),
     pytest.param(hostile_put_conflicts, id="put-conflicts"),
     pytest.param(hostile_token_guessing, id="token-guessing"),
+    pytest.param(hostile_odd_documents, id="odd-documents-cache-headers"),
+    pytest.param(hostile_health_probes, id="health-probes"),
 ]
 
 
