@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, rng: random.Random, root: Path) -> int:
     t0 = time.monotonic()
     lab = Lab(root)
     bsd = Beanstalkd(binlog_dir=root / "binlog").start()
-    env = {"JOBRUNNER_LOG_LEVEL": "info", "JOBRUNNER_GRACE": "5"}
+    env = {"JOBRUNNER_LOG_LEVEL": "debug", "JOBRUNNER_GRACE": "5"}  # job_reserved is debug
     concurrency = args.concurrency
 
     def start_worker() -> Worker:

@@ -305,7 +305,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     if config.results_dir is not None and "file" in config.publisher:
         check_dir_writable(config.results_dir, "results_dir")
     check_port_free(config.metrics_host, config.metrics_port, "metrics_port")
-    from jobrunner.worker import Worker
+    from jobrunner._worker.node import Worker
 
     return Worker(config).run()
 

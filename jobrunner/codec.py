@@ -250,6 +250,17 @@ def validate_job(doc: Any) -> list[str]:
     return problems
 
 
+def _parse_leniently(body: bytes | str) -> Any:
+    """The refused document as plain JSON would read it (NaN and all), or None.
+
+    Only for the failure document: its result URL may still be usable.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def decode_job(body: bytes | str, *, max_bytes: int = MAX_JOB_BYTES) -> Job:
     """Decode and validate a job document (the raw body of a beanstalkd job).
 
@@ -257,14 +268,17 @@ def decode_job(body: bytes | str, *, max_bytes: int = MAX_JOB_BYTES) -> Job:
         InvalidJob: listing every problem found, each naming its field.
     """
     if len(body) > max_bytes:
-        raise InvalidJob(f"job document is {len(body)} bytes, the limit is {max_bytes}")
+        raise InvalidJob(
+            f"job document is {len(body)} bytes, the limit is {max_bytes}",
+            document=_parse_leniently(body),
+        )
     try:
         doc = loads_strict(body, what="job document")
     except ValueError as exc:
-        raise InvalidJob(str(exc)) from None
+        raise InvalidJob(str(exc), document=_parse_leniently(body)) from None
     problems = validate_job(doc)
     if problems:
-        raise InvalidJob("invalid job document: " + "; ".join(problems), problems)
+        raise InvalidJob("invalid job document: " + "; ".join(problems), problems, doc)
     return converter.structure(doc, Job)
 
 

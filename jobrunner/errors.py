@@ -148,9 +148,13 @@ class InvalidJob(JobFailure, ValueError):
 
     code = "invalid_job"
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, problems: list[str] | None = None, document: object = None
+    ) -> None:
         super().__init__(message)
         self.problems = problems if problems is not None else [message]
+        #: The document as parsed, when it was JSON: its result URL may still be usable.
+        self.document = document
 
 
 class UnknownType(JobFailure, LookupError):

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from jobrunner import codec
+from jobrunner._worker.documents import ResultBuilder
 from jobrunner.context import Context
 from jobrunner.errors import (
     InputUnavailable,
@@ -42,7 +43,6 @@ from jobrunner.errors import (
     UnknownType,
 )
 from jobrunner.job import Job, utcnow
-from jobrunner.results import ResultBuilder
 
 __all__ = [
     "InlineClient",

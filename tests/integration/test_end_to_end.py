@@ -196,7 +196,7 @@ def test_result_url_outside_base_is_refused(
                 "echo", results_server.base_url + "in.json", "http://elsewhere.test/r.json"
             )
         wait_for(lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1, what="job buried")
-        worker.wait_event("job_failed", code="result_refused")
+        worker.wait_event("job_buried", code="result_refused")
         assert sorted(p.name for p in results_server.results_dir.iterdir()) == ["in.json"]
     finally:
         worker.stop()

@@ -191,7 +191,7 @@ def test_http_publisher_puts_to_a_results_host(
         other = f"http://127.0.0.1:{free_port()}/r2.json"
         with Client(beanstalkd.address) as client:
             client.submit("echo", input_url, other)
-        worker.wait_event("job_failed", code="result_refused")
+        worker.wait_event("job_buried", code="result_refused")
     finally:
         worker.stop()
         host.stop()

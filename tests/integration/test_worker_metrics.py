@@ -82,6 +82,8 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         assert sample(text, "jobrunner_queue_jobs", **tube, state="buried") == 1
         assert 'type="nope"' not in text  # untrusted names never become label values
         assert (sample(text, "process_resident_memory_bytes") or 0) > 10_000_000
+        for slot in ("0", "1"):  # the children, recycled on memory, are measured too
+            assert (sample(text, "jobrunner_child_resident_memory_bytes", slot=slot) or 0) > 5e6
         assert "jobrunner_build_info{" in text
         health = httpx.get(base + "/health", timeout=5)
         assert health.status_code == 200
@@ -107,8 +109,8 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
 
 def test_health_is_unhealthy_when_a_slot_cannot_start_its_child(tmp_path: Path) -> None:
     """A slot whose child failed to start twice in a row makes /health report unhealthy."""
+    from jobrunner._worker.node import Worker as WorkerNode
     from jobrunner.config import load_config
-    from jobrunner.worker import Worker as WorkerNode
 
     config = load_config(
         env={},

@@ -1,4 +1,4 @@
-"""JobExecutor outcomes: delete, release with back-off, bury, expired; the back-off itself."""
+"""The child's JobExecutor: what it publishes and what it reports for each way a job ends."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from jobrunner import Retry
+from jobrunner import Retry, codec
+from jobrunner._worker.executor import JobExecutor
+from jobrunner._worker.protocol import Finished, RunJob
 from jobrunner.config import load_config
 from jobrunner.errors import PublishFailed
 from jobrunner.plugins import LoadedJobType
 from jobrunner.publish.base import PublisherChain
-from jobrunner.runner import BURY, DELETE, RELEASE, JobExecutor, Outcome, backoff_delay
 from tests.support import job_body
 
 
@@ -58,34 +59,20 @@ def _add(executor: JobExecutor, name: str, run: Any) -> None:
     )
 
 
-def _body(tmp_path: Path, job_type: str, **fields: Any) -> bytes:
-    return job_body(job_type, "http://r.test/x.json", (tmp_path / "in.json").as_uri(), **fields)
-
-
-def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
-    """The delay is about base * 2**(attempt-1), between half and all of it, capped, >= 1 s."""
-    for _ in range(200):
-        assert 5 <= backoff_delay(1, 10, 3600) <= 10
-        assert 20 <= backoff_delay(3, 10, 3600) <= 40
-        assert 30 <= backoff_delay(12, 10, 60) <= 60
-        assert backoff_delay(1, 0.1, 1) == 1
-
-
-def test_outcome_json_drops_empty_fields() -> None:
-    """An outcome crosses the pipe without None fields."""
-    assert Outcome(action=DELETE, published=True).to_json() == {
-        "action": "delete",
-        "delay": 0,
-        "published": True,
-    }
+def _run(
+    executor: JobExecutor, tmp_path: Path, job_type: str, attempt: int = 1, **fields: Any
+) -> Finished:
+    body = job_body(job_type, "http://r.test/x.json", (tmp_path / "in.json").as_uri(), **fields)
+    request = RunJob(job=codec.decode_job(body), attempt=attempt, tube="default", beanstalk_id=1)
+    return executor.execute(request)
 
 
 def test_quick_job_publishes_only_done_and_deletes(
     executor: JobExecutor, recorder: Recorder, tmp_path: Path
 ) -> None:
     """A job done before --running-delay publishes only its final document, then deletes."""
-    outcome = executor.execute(_body(tmp_path, "echo"), attempt=1, max_attempts=3)
-    assert outcome.action == DELETE and outcome.published
+    finished = _run(executor, tmp_path, "echo")
+    assert finished.error is None and finished.fetch_s is not None and finished.rss > 0
     assert [d["status"] for d in recorder.docs] == ["done"]
 
 
@@ -94,7 +81,7 @@ def test_running_document_at_once_with_zero_delay(recorder: Recorder, tmp_path: 
     (tmp_path / "in.json").write_text("[1]")
     config = load_config(flags={"allow_file_inputs": str(tmp_path), "running_delay": 0}, env={})
     executor = JobExecutor(config, publishers=PublisherChain([recorder]))
-    executor.execute(_body(tmp_path, "echo"), attempt=2, max_attempts=3)
+    _run(executor, tmp_path, "echo", attempt=2)
     assert [(d["status"], d["attempt"]) for d in recorder.docs] == [("running", 2), ("done", 2)]
 
 
@@ -108,74 +95,54 @@ def test_slow_job_shows_running_before_done(
         return 1
 
     _add(executor, "slow", slow)
-    executor.execute(_body(tmp_path, "slow"), attempt=1, max_attempts=3)
+    _run(executor, tmp_path, "slow")
     assert [d["status"] for d in recorder.docs] == ["running", "done"]
     assert recorder.docs[0]["progress"] == 0
 
 
-def test_retry_releases_with_backoff_then_exhausts(
+def test_retry_is_reported_with_the_job_types_delay(
     executor: JobExecutor, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """Retry releases with the back-off until the last attempt, which buries with
-    retries_exhausted and the last error."""
-
-    def flaky(ctx: Any) -> Any:
-        raise Retry("upstream busy")
-
-    _add(executor, "flaky", flaky)
-    first = executor.execute(_body(tmp_path, "flaky"), attempt=1, max_attempts=3)
-    assert first.action == RELEASE and 2 <= first.delay <= 4
-    assert first.code == "retry_requested"
-    second = executor.execute(_body(tmp_path, "flaky"), attempt=2, max_attempts=3)
-    assert second.action == RELEASE and 4 <= second.delay <= 8
-    last = executor.execute(_body(tmp_path, "flaky"), attempt=3, max_attempts=3)
-    assert last.action == BURY and last.code == "retries_exhausted"
-    assert "retry_requested: upstream busy" in (last.message or "")
-    assert recorder.docs[-1]["error"]["code"] == "retries_exhausted"
-
-
-def test_retry_delay_from_the_job_type_wins(executor: JobExecutor, tmp_path: Path) -> None:
-    """Retry(delay=...) sets the release delay, even above --retry-max."""
+    """Retry is reported as a retryable retry_requested with the job type's delay, and the
+    child publishes nothing for it (the worker decides and publishes)."""
 
     def later(ctx: Any) -> Any:
-        raise Retry("later", delay=90)
+        raise Retry("upstream busy", delay=90)
 
     _add(executor, "later", later)
-    outcome = executor.execute(_body(tmp_path, "later"), attempt=1, max_attempts=3)
-    assert (outcome.action, outcome.delay) == (RELEASE, 90)
+    finished = _run(executor, tmp_path, "later")
+    assert finished.error is not None and finished.error.code == "retry_requested"
+    assert finished.error.retryable and finished.error.message == "upstream busy"
+    assert finished.retry_delay == 90
+    assert recorder.docs == []
 
 
-def test_failed_publication_is_retried(
+def test_failed_publication_is_reported_retryable(
     executor: JobExecutor, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """A done document that cannot be published releases the job for a retry."""
+    """A done document that cannot be published is reported as retryable publish_failed."""
     recorder.fail_final = True
-    outcome = executor.execute(_body(tmp_path, "echo"), attempt=1, max_attempts=3)
-    assert outcome.action == RELEASE and outcome.code == "publish_failed"
-    last = executor.execute(_body(tmp_path, "echo"), attempt=3, max_attempts=3)
-    assert last.action == BURY and not last.published
+    finished = _run(executor, tmp_path, "echo")
+    assert finished.error is not None and finished.error.code == "publish_failed"
+    assert finished.error.retryable and "disk full" in finished.error.message
 
 
-def test_plugin_error_buries(executor: JobExecutor, recorder: Recorder, tmp_path: Path) -> None:
-    """An exception from the job type is a permanent plugin_error."""
+def test_plugin_error_is_reported_with_provenance(
+    executor: JobExecutor, recorder: Recorder, tmp_path: Path
+) -> None:
+    """An exception from the job type is a permanent plugin_error, reported with the start
+    time and the inputs' fingerprints for the worker's failure document."""
 
     def broken(ctx: Any) -> Any:
         raise KeyError("x")
 
     _add(executor, "broken", broken)
-    outcome = executor.execute(_body(tmp_path, "broken"), attempt=1, max_attempts=3)
-    assert outcome.action == BURY and outcome.code == "plugin_error"
-    assert recorder.docs[-1]["error"]["message"] == "KeyError: 'x'"
-
-
-def test_expired_job_is_deleted_without_running(
-    executor: JobExecutor, recorder: Recorder, tmp_path: Path
-) -> None:
-    """A job past its expires time is not run: failed/expired is published, the job deleted."""
-    body = _body(tmp_path, "echo", expires="2000-01-01T00:00:00Z")
-    outcome = executor.execute(body, attempt=1, max_attempts=3)
-    assert outcome.action == DELETE and outcome.code == "expired" and outcome.published
-    assert [d["status"] for d in recorder.docs] == ["failed"]
+    finished = _run(executor, tmp_path, "broken")
+    assert finished.error is not None and finished.error.code == "plugin_error"
+    assert finished.error.message == "KeyError: 'x'" and not finished.error.retryable
+    assert finished.started is not None and finished.provenance is not None
+    assert len(finished.provenance.inputs) == 1 and finished.provenance.inputs[0].sha256
+    assert recorder.docs == []
 
 
 def test_progress_never_waits_for_a_slow_publisher() -> None:
@@ -183,8 +150,8 @@ def test_progress_never_waits_for_a_slow_publisher() -> None:
     value gets out, and nothing is published after close()."""
     import threading
 
-    from jobrunner.results import ResultBuilder
-    from jobrunner.runner import ProgressReporter
+    from jobrunner._worker.documents import ResultBuilder
+    from jobrunner._worker.progress import ProgressReporter
 
     entered, release = threading.Event(), threading.Event()
     published: list[float] = []
@@ -224,10 +191,9 @@ def test_input_of_a_type_the_job_type_does_not_take_is_input_invalid(
         version=None,
         accepts=("text/csv", "text/plain"),
     )
-    outcome = executor.execute(_body(tmp_path, "csv_only"), attempt=1, max_attempts=3)
-    assert outcome.action == BURY and outcome.code == "input_invalid"
-    assert "application/json" in (outcome.message or "")
-    assert recorder.docs[-1]["error"]["code"] == "input_invalid"
+    finished = _run(executor, tmp_path, "csv_only")
+    assert finished.error is not None and finished.error.code == "input_invalid"
+    assert "application/json" in finished.error.message
 
 
 @pytest.mark.parametrize(

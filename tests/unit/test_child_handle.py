@@ -1,4 +1,4 @@
-"""Child processes: how deaths are described, recycling rules, killing the whole group."""
+"""The worker's handle on a child: how deaths are described, recycling, killing the group."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jobrunner._worker.child_handle import ChildDied, ChildHandle, describe_exit
 from jobrunner.config import load_config
-from jobrunner.pool import ChildDied, ChildProcess, describe_exit
 from tests.support import pid_alive
 
 
@@ -23,7 +23,7 @@ def test_describe_exit() -> None:
 
 def test_needs_recycling_after_jobs_and_memory(tmp_path: Path) -> None:
     """A child is recycled after max_jobs_per_child jobs or above max_memory_per_child MiB."""
-    child = ChildProcess(
+    child = ChildHandle(
         load_config(flags={"max_jobs_per_child": 2, "max_memory_per_child": 10}, env={}), 0
     )
     assert child.needs_recycling() is None
@@ -36,7 +36,7 @@ def test_needs_recycling_after_jobs_and_memory(tmp_path: Path) -> None:
 def test_a_dead_child_is_reported_with_its_signal(tmp_path: Path) -> None:
     """A child killed from outside raises ChildDied naming the signal; a new one starts."""
     config = load_config(flags={"results_dir": str(tmp_path), "base_url": "http://r.test/"}, env={})
-    child = ChildProcess(config, 0)
+    child = ChildHandle(config, 0)
     child.start()
     try:
         pid = child.pid

@@ -1,33 +1,33 @@
-"""Child processes that run jobs: start, reuse, recycle, kill.
+"""The worker's handle on one child process: start, hand a job, wait, recycle, kill.
 
-Each worker slot owns one :class:`ChildProcess`. Jobs run there, never in
+Runs in the worker. Each slot owns one :class:`ChildHandle`. Jobs run there, never in
 the worker process, so a crash, a segfault, a runaway loop or a memory
 blow-up of a plugin costs that job only. A child is reused across jobs (a
 fresh interpreter per job would cost ~30 ms, a fork ~2.5 ms) and recycled
 after ``max_jobs_per_child`` jobs or when its memory exceeds
 ``max_memory_per_child`` MiB.
 
-Children are started with ``python -m jobrunner.child`` in their own
-session (a Ctrl-C on the terminal goes to the worker alone, which decides
-when children stop) and talk over two private pipes with length-framed
-JSON messages.
+Children are started with ``python -m jobrunner._worker.child_main`` in
+their own session (a Ctrl-C on the terminal goes to the worker alone, which
+decides when children stop) and talk over two private pipes
+(:mod:`jobrunner._worker.protocol`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
 from jobrunner._log import get_logger
+from jobrunner._worker import protocol
+from jobrunner._worker.protocol import Finished, RunJob
 from jobrunner.config import Config
 
-__all__ = ["ChildDied", "ChildProcess"]
+__all__ = ["ChildDied", "ChildHandle", "describe_exit"]
 
 log = get_logger(__name__)
 
@@ -59,7 +59,7 @@ def describe_exit(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
-class ChildProcess:
+class ChildHandle:
     """One child process running jobs for one slot.
 
     Args:
@@ -103,7 +103,7 @@ class ChildProcess:
                 [
                     sys.executable,
                     "-m",
-                    "jobrunner.child",
+                    "jobrunner._worker.child_main",
                     str(to_child_r),
                     str(from_child_w),
                     str(os.getpid()),
@@ -118,15 +118,16 @@ class ChildProcess:
         self._outbox = Connection(to_child_w, readable=False)
         self._inbox = Connection(from_child_r, writable=False)
         self.jobs_done = 0
-        settings = self.config.as_dict(mask=False)
-        self._outbox.send_bytes(json.dumps(settings).encode())
-        reply = self.wait(START_TIMEOUT)
-        if reply is None:
+        try:
+            protocol.send(self._outbox, protocol.Start(self.config))
+        except OSError as exc:
+            raise ChildDied(self._death(f"pipe closed: {exc}")) from None
+        if not isinstance(self._receive(START_TIMEOUT), protocol.Ready):
             self.kill()
             raise ChildDied(f"child did not start within {START_TIMEOUT:.0f} s")
         log.info("child_started", slot=self.slot, pid=self.pid)
 
-    def send(self, request: dict[str, Any]) -> None:
+    def run(self, request: RunJob) -> None:
         """Hand a job to the child.
 
         Raises:
@@ -134,27 +135,32 @@ class ChildProcess:
         """
         assert self._outbox is not None
         try:
-            self._outbox.send_bytes(json.dumps(request, separators=(",", ":")).encode())
+            protocol.send(self._outbox, request)
         except OSError as exc:
             raise ChildDied(self._death(f"pipe closed: {exc}")) from None
 
-    def wait(self, timeout: float) -> dict[str, Any] | None:
-        """Wait up to ``timeout`` seconds for the child's answer; ``None`` if none yet.
+    def wait(self, timeout: float) -> Finished | None:
+        """Wait up to ``timeout`` seconds for the end of the job; ``None`` if not yet.
 
         Raises:
             ChildDied: the child exited or was killed.
         """
+        message = self._receive(timeout)
+        if isinstance(message, Finished):
+            self.rss = message.rss
+            self.jobs_done += 1
+            return message
+        return None
+
+    def _receive(self, timeout: float) -> protocol.Message | None:
         assert self._inbox is not None
         try:
             if not self._inbox.poll(max(0.0, timeout)):
                 return None
-            message = self._inbox.recv_bytes()
+            message = protocol.recv(self._inbox)
         except (EOFError, OSError):
             raise ChildDied(self._death("pipe closed")) from None
-        reply: dict[str, Any] = json.loads(message)
-        if "rss" in reply:
-            self.rss = int(reply.pop("rss"))
-        return reply
+        return message
 
     def _death(self, fallback: str) -> str:
         if self.proc is None:
@@ -192,7 +198,7 @@ class ChildProcess:
                 timeout += self.config.rsync_timeout
         if self.alive and self._outbox is not None:
             try:
-                self._outbox.send_bytes(b"")
+                protocol.send_stop(self._outbox)
             except OSError:
                 pass
             try:

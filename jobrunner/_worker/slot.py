@@ -1,0 +1,465 @@
+"""One slot of the worker: reserve → validate → hand to its child → watch → decide → end.
+
+Runs in the worker, one thread per slot, each with its own queue
+connections (reservations belong to the connection that made them) and its
+own child process, reached through the small :class:`Child` interface (the
+real one is :class:`~jobrunner._worker.child_handle.ChildHandle`; unit tests
+use a fake). For each job the slot:
+
+1. takes a :class:`~jobrunner._worker.lease.Lease` (attempt, TTR, priority, tube);
+2. decodes and validates the job — once, here — and refuses what need not
+   reach a child (invalid, expired, a result URL no publisher may write);
+3. hands the structured job to the child and watches it: touches the
+   reservation well before the TTR, kills the child past the job's time-out,
+   notices a child that dies;
+4. turns what ended the run into an event, asks the pure
+   :func:`~jobrunner._worker.decide.decide`, publishes the failure document
+   the decision names, and ends the lease (delete, release or bury).
+
+Killing a job (:meth:`Slot.stop_job`) kills the child's whole process tree.
+A client's cancellation (a marker on the job's server, see
+:meth:`jobrunner.queue.Connection.cancel_requested`) is looked for before the
+job is handed to the child and about once a second while it runs: the job
+then ends as ``cancelled`` (its child and process tree killed), is deleted,
+and its markers are cleared.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jobrunner import codec
+from jobrunner._log import get_logger
+from jobrunner._worker.child_handle import ChildDied, ChildHandle
+from jobrunner._worker.decide import (
+    Crashed,
+    Decision,
+    Done,
+    Event,
+    Failed,
+    Interrupted,
+    Retries,
+    TimedOut,
+    decide,
+)
+from jobrunner._worker.documents import ResultBuilder, error_of
+from jobrunner._worker.lease import Lease
+from jobrunner._worker.protocol import Action, Finished, RunJob
+from jobrunner.errors import InvalidJob, JobCancelled, JobExpired, JobFailure, QueueError
+from jobrunner.job import Job, utcnow
+from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved
+
+if TYPE_CHECKING:
+    from jobrunner._worker.node import Worker
+
+__all__ = ["Child", "Slot"]
+
+log = get_logger(__name__)
+
+#: Longest the slot sleeps between checks while a job runs (signals, time-out).
+_POLL = 0.25
+#: Seconds between two looks for a cancellation marker while a job runs.
+_CANCEL_CHECK = 1.0
+#: Seconds to wait before starting a child again after it failed to start.
+_CHILD_RESTART_DELAY = 2.0
+_EVENTS = {Action.DELETE: "job_deleted", Action.RELEASE: "job_released", Action.BURY: "job_buried"}
+
+
+class Child(Protocol):
+    """What a slot needs of its child process."""
+
+    @property
+    def pid(self) -> int | None:
+        """The process id, when started."""
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+
+    def start(self) -> None:
+        """Start the process and wait until it is ready (raises ChildDied)."""
+
+    def run(self, request: RunJob) -> None:
+        """Hand it a job (raises ChildDied)."""
+
+    def wait(self, timeout: float) -> Finished | None:
+        """The job's end, or None after ``timeout`` seconds (raises ChildDied)."""
+
+    def needs_recycling(self) -> str | None:
+        """Why it should be replaced before the next job, or None."""
+
+    def kill(self) -> None:
+        """Stop it now, and everything it started."""
+
+    def stop(self) -> None:
+        """Ask it to exit; kill it if it does not."""
+
+
+class Slot(threading.Thread):  # never name a method like a Thread internal (3.13 added _handle)
+    """One job at a time: its own queue connections and its own child process."""
+
+    def __init__(self, node: Worker, index: int, child: Child | None = None) -> None:
+        super().__init__(name=f"slot-{index}", daemon=True)
+        self.node = node
+        self.config = node.config
+        self.index = index
+        self.busy = False
+        #: The job this slot runs now, for /health (job id, type, tube, since), or None.
+        self.current: dict[str, Any] | None = None
+        self.connections = [
+            Connection(address, watch=self.config.tube) for address in self.config.beanstalk
+        ]
+        self.child: Child = child if child is not None else ChildHandle(self.config, index)
+        self.child_failures = 0  # consecutive failed starts: the health check reads it
+        self.metrics = node.metrics
+        self._turn = index  # spreads the slots' blocking reserves over the servers
+
+    def run(self) -> None:
+        """Reserve and run jobs until the worker stops."""
+        try:
+            while not self.node.stopping.is_set():
+                try:
+                    self.step()
+                except Exception:
+                    # A bug here must not silently cost the worker a slot.
+                    log.exception("slot_error", slot=self.index)
+                    self.node.stopping.wait(1.0)
+        finally:
+            self.child.stop()
+            for conn in self.connections:
+                conn.close()
+            log.debug("slot_stopped", slot=self.index)
+
+    def step(self) -> None:
+        """Make sure the child runs, reserve one job (waiting briefly) and handle it."""
+        if not self._ensure_child():
+            return
+        found = self._reserve()
+        if found is None:
+            return
+        self.busy = True
+        self.metrics.job_started()
+        try:
+            self._handle_job(*found)
+        except Exception:
+            self._bury_unhandled(*found)
+        finally:
+            self.busy = False
+            self.current = None
+            self.metrics.job_ended()
+
+    def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
+        """Bury a job whose handling failed in jobrunner itself (a bug, not the job's fault).
+
+        Left reserved, it would come back after its TTR and fail the same way for
+        ever; buried, an operator sees it in ``jobrunner buried`` and can kick it
+        once the worker is fixed.
+        """
+        log.exception("slot_error", slot=self.index, beanstalk_id=reserved.id)
+        self.metrics.job_finished(None, "bury", "internal_error", 0.0)
+        if not conn.holds(reserved):
+            return
+        try:
+            conn.bury(reserved.id, DEFAULT_PRIORITY)
+        except QueueError as exc:
+            log.warning("job_ack_lost", beanstalk_id=reserved.id, action="bury", error=str(exc))
+            return
+        log.warning("job_buried", beanstalk_id=reserved.id, code="internal_error")
+
+    # -- child -----------------------------------------------------------------
+
+    def _ensure_child(self) -> bool:
+        reason = self.child.needs_recycling() if self.child.alive else None
+        if self.child.alive and reason is None:
+            return True
+        if reason is not None:
+            log.info("child_recycled", slot=self.index, pid=self.child.pid, reason=reason)
+            self.child.stop()
+            self.metrics.child_restarted("recycle")
+        try:
+            self.child.start()
+        except (ChildDied, OSError) as exc:
+            self.child_failures += 1
+            log.error("child_start_failed", slot=self.index, error=str(exc))
+            self.node.stopping.wait(_CHILD_RESTART_DELAY)
+            return False
+        self.child_failures = 0
+        return True
+
+    # -- queue ---------------------------------------------------------------
+
+    def _reserve(self) -> tuple[Reserved, Connection] | None:
+        conns = self.connections
+        if len(conns) == 1:
+            order = conns
+        else:
+            self._turn = (self._turn + 1) % len(conns)
+            order = conns[self._turn :] + conns[: self._turn]
+            # Take ready work from any server first, then block briefly on one.
+            for conn in order[1:]:
+                try:
+                    job = conn.reserve(timeout=0)
+                except QueueError:
+                    continue
+                if job is not None:
+                    return job, conn
+        conn = order[0]
+        try:
+            job = conn.reserve(timeout=1)
+        except QueueError:
+            if all(c.down for c in conns):
+                self.node.stopping.wait(0.5)
+            return None
+        return (job, conn) if job is not None else None
+
+    # -- one job ---------------------------------------------------------------
+
+    def _handle_job(self, reserved: Reserved, conn: Connection) -> None:
+        t0 = time.monotonic()
+        try:
+            lease = Lease.take(conn, reserved)
+        except QueueError as exc:
+            # Only a broken connection gets here, and beanstalkd gave the job back with it.
+            log.warning("job_reservation_lost", beanstalk_id=reserved.id, error=str(exc))
+            return
+        bound = log.bind(
+            beanstalk_id=reserved.id,
+            server=reserved.server,
+            tube=lease.tube,
+            attempt=lease.attempt,
+            slot=self.index,
+        )
+        job: Job | None = None
+        finished: Finished | None = None
+        invalid: InvalidJob | None = None
+        event: Event
+        if self.node.stopping.is_set():
+            # The reserve was already under way when the stop signal came: give it back.
+            event = Interrupted("shutdown")
+        else:
+            try:
+                job = codec.decode_job(reserved.body)
+            except InvalidJob as exc:
+                invalid = exc
+                event = Failed(error_of(exc))
+            else:
+                bound = bound.bind(job_id=job.id, job_type=job.type)
+                self.current = {
+                    "slot": self.index,
+                    "job_id": job.id,
+                    "type": job.type,
+                    "tube": lease.tube,
+                    "server": reserved.server,
+                    "beanstalk_id": reserved.id,
+                    "attempt": lease.attempt,
+                    "since": codec.format_time(utcnow()),
+                }
+                event, finished = self._run(job, lease, t0, bound)
+        max_attempts = (job.max_attempts if job else None) or self.config.max_attempts
+        retries = Retries(
+            max_attempts=max_attempts, base=self.config.retry_base, maximum=self.config.retry_max
+        )
+        stopping = isinstance(event, Crashed) and self._stopping_soon()
+        decision = decide(event, attempt=lease.attempt, retries=retries, stopping=stopping)
+        if decision.failure is not None or decision.note is not None:
+            decision = self._publish(decision, job, invalid, lease, finished, bound)
+        self._end(lease, decision, job.type if job else None, finished, t0, bound)
+        if job is not None and decision.code == JobCancelled.code:
+            self._clear_cancel(lease, job.id, bound)
+
+    def _run(self, job: Job, lease: Lease, t0: float, bound: Any) -> tuple[Event, Finished | None]:
+        """Run the job in the child; the event that ended it, and the child's report."""
+        if self._cancelled(lease, job.id):
+            return Failed(error_of(JobCancelled("cancelled by a client before it ran"))), None
+        if job.expires is not None and job.expires <= utcnow():
+            expired = JobExpired(
+                f"the job expired at {codec.format_time(job.expires)} "
+                "before a worker reserved it; it was not run"
+            )
+            return Failed(error_of(expired)), None
+        try:
+            self.node.publishers.check(job.result)
+        except JobFailure as refused:
+            return Failed(error_of(refused)), None
+        timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
+        bound.debug("job_reserved", ttr=lease.ttr, timeout=timeout, pid=self.child.pid)
+        request = RunJob(job=job, attempt=lease.attempt, tube=lease.tube, beanstalk_id=lease.id)
+        try:
+            self.child.run(request)
+        except ChildDied as exc:
+            # The job never reached the child (it died while idle): not the job's fault.
+            bound.warning("child_lost", error=str(exc))
+            self.child.kill()
+            self.metrics.child_restarted("lost")
+            return Interrupted("child_lost"), None
+        try:
+            ended = self._watch(lease, t0, timeout, bound, job.id)
+        except ChildDied as exc:
+            self.stop_job()
+            self.metrics.child_restarted("crash")
+            return Crashed(str(exc)), None
+        if isinstance(ended, Finished):
+            if ended.error is None:
+                return Done(), ended
+            return Failed(ended.error, ended.retry_delay), ended
+        if isinstance(ended, TimedOut):
+            # Stop the child first, so it cannot publish over the failed document.
+            self.stop_job()
+            bound.warning("job_timeout", timeout=timeout)
+            self.metrics.child_restarted("timeout")
+        return ended, None
+
+    def stop_job(self) -> None:
+        """Stop the job running now: kill the child and everything the job started.
+
+        The slot starts a new child before its next job.
+        """
+        self.child.kill()
+
+    def _cancelled(self, lease: Lease, job_id: str) -> bool:
+        """True when a client asked to cancel the job (a marker on its server)."""
+        try:
+            return lease.conn.cancel_requested(job_id)
+        except QueueError:
+            return False  # the connection broke: the job goes back and is checked again
+
+    def _clear_cancel(self, lease: Lease, job_id: str, bound: Any) -> None:
+        try:
+            lease.conn.clear_cancel(job_id)
+        except QueueError as exc:
+            bound.warning("job_cancel_marker_left", error=str(exc))
+
+    def _stopping_soon(self, wait: float = 1.0) -> bool:
+        """True when the worker is stopping, or starts to within ``wait`` seconds."""
+        return self.node.stopping.wait(wait)
+
+    def _watch(
+        self, lease: Lease, t0: float, timeout: float, bound: Any, job_id: str
+    ) -> Finished | Event:
+        """Wait for the job's end, touching the reservation and enforcing limits.
+
+        Returns the child's :class:`Finished`, :class:`TimedOut` past the deadline,
+        :class:`Interrupted` when the worker is stopping and the job must be
+        given back, or a ``cancelled`` :class:`Failed` when a client cancelled
+        it (the child is killed in these two cases).
+
+        Raises:
+            ChildDied: the child exited or was killed while running the job.
+        """
+        # Touch at half the TTR (at least 1.5 s before it runs out). beanstalkd's
+        # DEADLINE_SOON warning only comes as the answer to a reserve on the connection
+        # holding the job, and this connection reserves nothing while the job runs, so
+        # the schedule itself must keep well ahead of the deadline.
+        deadline = t0 + timeout
+        ttr = lease.ttr
+        touch_every = max(0.5, min(ttr / 2, ttr - 1.5))
+        next_touch = time.monotonic() + touch_every
+        next_cancel_check = time.monotonic() + _CANCEL_CHECK
+        reservation_lost = False
+        node = self.node
+        while True:
+            now = time.monotonic()
+            wake = min(next_touch, deadline, now + _POLL)
+            finished = self.child.wait(wake - now)
+            if finished is not None:
+                return finished
+            now = time.monotonic()
+            if now >= deadline:
+                return TimedOut(timeout)
+            if node.aborting.is_set() or (node.stopping.is_set() and now >= node.stop_deadline):
+                reason = "second signal" if node.aborting.is_set() else "grace over"
+                bound.warning("job_interrupted", reason=reason)
+                self.stop_job()
+                return Interrupted("shutdown")
+            if now >= next_cancel_check:
+                next_cancel_check = now + _CANCEL_CHECK
+                if self._cancelled(lease, job_id):
+                    bound.info("job_cancelling", pid=self.child.pid)
+                    self.stop_job()
+                    self.metrics.child_restarted("cancelled")
+                    stopped = JobCancelled("cancelled by a client while it ran; it was stopped")
+                    return Failed(error_of(stopped))
+            if now >= next_touch and not reservation_lost:
+                next_touch = now + touch_every
+                if lease.touch():
+                    bound.debug("job_touched")
+                else:
+                    # The job will be handed out again; finish anyway: the result is
+                    # the same, and publishing it twice is harmless.
+                    bound.warning("job_touch_failed", error=lease.error)
+                    reservation_lost = True
+
+    # -- the end -----------------------------------------------------------------
+
+    def _publish(
+        self,
+        decision: Decision,
+        job: Job | None,
+        invalid: InvalidJob | None,
+        lease: Lease,
+        finished: Finished | None,
+        bound: Any,
+    ) -> Decision:
+        """Publish the document the decision names; the decision once that is known."""
+        url, builder = self._builder(job, invalid, lease, finished)
+        if decision.failure is not None:
+            if url is None or builder is None or not decision.publishable:
+                return decision.unpublished()  # no usable result URL
+            if not self.node.publish_failure(url, builder, decision.failure, bound):
+                return decision.unpublished()
+        elif decision.note is not None and url is not None and builder is not None:
+            self.node.publish_note(url, builder, decision.note, bound)
+        return decision
+
+    def _builder(
+        self, job: Job | None, invalid: InvalidJob | None, lease: Lease, finished: Finished | None
+    ) -> tuple[str | None, ResultBuilder | None]:
+        worker = self.config.worker_name
+        if job is not None:
+            builder = ResultBuilder.for_job(
+                job,
+                worker=worker,
+                attempt=lease.attempt,
+                started=finished.started if finished else None,
+                provenance=finished.provenance if finished else None,
+            )
+            return job.result, builder
+        # An invalid job: its result URL may still be usable (the document as parsed).
+        doc = invalid.document if invalid is not None else None
+        if not isinstance(doc, dict) or not isinstance(doc.get("result"), str):
+            return None, None
+        job_id = doc["id"] if isinstance(doc.get("id"), str) else f"beanstalk-{lease.id}"
+        job_type = doc["type"] if isinstance(doc.get("type"), str) else "unknown"
+        return doc["result"], ResultBuilder(job_id=job_id, job_type=job_type, worker=worker)
+
+    def _end(
+        self,
+        lease: Lease,
+        decision: Decision,
+        job_type: str | None,
+        finished: Finished | None,
+        t0: float,
+        bound: Any,
+    ) -> None:
+        """End the lease as decided; log the job's one event and count it."""
+        fields: dict[str, Any] = {}
+        if decision.code:
+            fields["code"] = decision.code
+        if decision.reason:
+            fields["reason"] = decision.reason
+        if decision.action is Action.RELEASE:
+            fields["delay"] = decision.delay
+        if not lease.end(decision.action, decision.delay):
+            bound.warning("job_ack_lost", action=decision.action.value, error=lease.error, **fields)
+            return
+        duration = time.monotonic() - t0
+        if finished is not None:
+            fields.update(fetch_s=finished.fetch_s, run_s=finished.run_s)
+        error = decision.failure or (finished.error if finished else None)
+        if error is not None:
+            fields["error"] = error.message
+        level = bound.warning if decision.action is Action.BURY else bound.info
+        level(_EVENTS[decision.action], duration_s=round(duration, 4), **fields)
+        self.metrics.job_finished(job_type, decision.action.value, decision.code, duration)

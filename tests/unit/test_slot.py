@@ -1,0 +1,253 @@
+"""A slot driven through a fake child: real beanstalkd and file publisher, no child process."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobrunner._worker.child_handle import ChildDied
+from jobrunner._worker.node import Worker
+from jobrunner._worker.protocol import Finished, RunJob
+from jobrunner._worker.slot import Slot
+from jobrunner.config import load_config
+from jobrunner.job import ErrorInfo
+from tests.support import Beanstalkd, job_body, put_raw
+
+BASE = "http://r.test/"
+IN = "http://in.test/x"
+
+#: What the fake child does with a job: a Finished, "hang", "die" or "lost".
+Script = Callable[[RunJob], "Finished | str"]
+
+
+class FakeChild:
+    """A child that answers from a script, in this process; counts kills."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[RunJob] = []
+        self.kills = 0
+        self._alive = False
+        self._answer: Finished | str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return 4242 if self._alive else None
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def start(self) -> None:
+        self._alive = True
+
+    def run(self, request: RunJob) -> None:
+        answer = self.script(request)
+        if answer == "lost":
+            self._alive = False
+            raise ChildDied("pipe closed")
+        self.requests.append(request)
+        self._answer = answer
+
+    def wait(self, timeout: float) -> Finished | None:
+        if self._answer == "die":
+            self._alive = False
+            raise ChildDied("child process 4242 died: signal SIGSEGV (11)")
+        if isinstance(self._answer, Finished):
+            return self._answer
+        time.sleep(min(timeout, 0.05))  # "hang"
+        return None
+
+    def needs_recycling(self) -> str | None:
+        return None
+
+    def kill(self) -> None:
+        self.kills += 1
+        self._alive = False
+
+    def stop(self) -> None:
+        self._alive = False
+
+
+@pytest.fixture
+def node(beanstalkd: Beanstalkd, tmp_path: Path) -> Iterator[Worker]:
+    config = load_config(
+        env={},
+        flags={
+            "beanstalk": [beanstalkd.address],
+            "results_dir": str(tmp_path / "results"),
+            "base_url": BASE,
+            "concurrency": 1,
+            "max_attempts": 3,
+            "retry_base": 4,
+            "retry_max": 8,
+        },
+    )
+    worker = Worker(config)
+    yield worker
+    worker.publishers.close()
+
+
+def _slot(node: Worker, script: Script) -> tuple[Slot, FakeChild]:
+    child = FakeChild(script)
+    return Slot(node, 0, child=child), child
+
+
+def _step_until_taken(slot: Slot, beanstalkd: Beanstalkd) -> None:
+    """Run slot steps until the queue holds nothing ready or reserved."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        slot.step()
+        stats = beanstalkd.tube_stats()
+        if not stats.get("current-jobs-ready") and not stats.get("current-jobs-reserved"):
+            return
+    raise AssertionError("the job was not handled")
+
+
+def _doc(tmp_path: Path, name: str) -> Any:
+    return json.loads((tmp_path / "results" / name).read_bytes())
+
+
+def _counted(node: Worker, outcome: str, job_type: str = "echo") -> float:
+    return node.metrics.value("jobrunner_jobs_total", type=job_type, outcome=outcome) or 0
+
+
+def test_done_deletes_the_job(node: Worker, beanstalkd: Beanstalkd) -> None:
+    """A child reporting done gets the job deleted and counted; it received the decoded job
+    with beanstalkd's attempt count."""
+    slot, child = _slot(node, lambda request: Finished())
+    put_raw(beanstalkd.port, job_body("echo", BASE + "a.json", IN, job_id="a"))
+    _step_until_taken(slot, beanstalkd)
+    assert beanstalkd.tube_stats()["total-jobs"] == 1
+    assert beanstalkd.tube_stats().get("current-jobs-buried", 0) == 0
+    assert [(r.job.id, r.attempt, r.tube) for r in child.requests] == [("a", 1, "default")]
+    assert _counted(node, "done") == 1
+
+
+def test_retryable_failure_releases_with_backoff_and_a_note(
+    node: Worker, beanstalkd: Beanstalkd, tmp_path: Path
+) -> None:
+    """A retryable failure releases the job with the back-off and publishes a running
+    document saying a retry is coming."""
+    error = ErrorInfo(code="input_failed", message="HTTP 503", retryable=True)
+    slot, _ = _slot(node, lambda request: Finished(error=error))
+    put_raw(beanstalkd.port, job_body("echo", BASE + "r.json", IN, job_id="r"))
+    _step_until_taken(slot, beanstalkd)
+    assert beanstalkd.tube_stats()["current-jobs-delayed"] == 1
+    doc = _doc(tmp_path, "r.json")
+    assert doc["status"] == "running" and "retrying in" in doc["message"]
+    assert _counted(node, "released") == 1
+    assert node.metrics.value("jobrunner_retries_total", type="echo") == 1
+
+
+def test_a_child_dying_mid_job_fails_it_with_worker_crash(
+    node: Worker, beanstalkd: Beanstalkd, tmp_path: Path
+) -> None:
+    """A child that dies while running the job is killed (its tree), the job gets a failed
+    worker_crash document and is buried."""
+    slot, child = _slot(node, lambda request: "die")
+    put_raw(beanstalkd.port, job_body("echo", BASE + "c.json", IN, job_id="c"))
+    _step_until_taken(slot, beanstalkd)
+    assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
+    doc = _doc(tmp_path, "c.json")
+    assert doc["status"] == "failed" and doc["error"]["code"] == "worker_crash"
+    assert "SIGSEGV" in doc["error"]["message"] and doc["attempt"] == 1
+    assert child.kills == 1
+    assert node.metrics.value("jobrunner_child_restarts_total", reason="crash") == 1
+
+
+def test_a_job_past_its_timeout_is_killed_and_buried(
+    node: Worker, beanstalkd: Beanstalkd, tmp_path: Path
+) -> None:
+    """A child that does not answer within the job's time-out is killed; the job is failed
+    with timeout and buried."""
+    slot, child = _slot(node, lambda request: "hang")
+    put_raw(beanstalkd.port, job_body("echo", BASE + "t.json", IN, job_id="t", timeout=0.3))
+    _step_until_taken(slot, beanstalkd)
+    assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
+    assert _doc(tmp_path, "t.json")["error"]["code"] == "timeout"
+    assert child.kills == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "state"),
+    [
+        ({"expires": "2000-01-01T00:00:00Z"}, "expired", None),
+        ({"meta": "not an object"}, "invalid_job", "current-jobs-buried"),
+    ],
+)
+def test_refused_before_the_child(
+    node: Worker,
+    beanstalkd: Beanstalkd,
+    tmp_path: Path,
+    fields: dict[str, Any],
+    code: str,
+    state: str | None,
+) -> None:
+    """Expired and invalid jobs never reach the child: a failed document at the result URL
+    (read from the refused document), then deleted (expired) or buried."""
+    slot, child = _slot(node, lambda request: Finished())
+    put_raw(beanstalkd.port, job_body("echo", BASE + "x.json", IN, job_id="x", **fields))
+    _step_until_taken(slot, beanstalkd)
+    assert child.requests == []
+    doc = _doc(tmp_path, "x.json")
+    assert doc["status"] == "failed" and doc["error"]["code"] == code and doc["id"] == "x"
+    stats = beanstalkd.tube_stats()
+    assert stats.get("current-jobs-buried", 0) == (1 if state else 0)
+
+
+def test_a_child_lost_before_the_job_gives_it_back(node: Worker, beanstalkd: Beanstalkd) -> None:
+    """A child found dead when handed the job releases it at once, unpublished, and is
+    replaced."""
+    answers = iter(["lost", Finished()])
+    slot, child = _slot(node, lambda request: next(answers))
+    put_raw(beanstalkd.port, job_body("echo", BASE + "l.json", IN, job_id="l"))
+    _step_until_taken(slot, beanstalkd)
+    assert [r.attempt for r in child.requests] == [2]
+    assert node.metrics.value("jobrunner_child_restarts_total", reason="lost") == 1
+    assert _counted(node, "released") == 1 and _counted(node, "done") == 1
+
+
+def test_grace_over_gives_the_running_job_back(node: Worker, beanstalkd: Beanstalkd) -> None:
+    """When the worker is stopping and the grace is over, the running job's child is killed
+    and the job released without delay."""
+    slot, child = _slot(node, lambda request: "hang")
+    put_raw(beanstalkd.port, job_body("echo", BASE + "g.json", IN, job_id="g"))
+    node.stop_deadline = time.monotonic()
+    node.stopping.set()
+    slot.child.start()
+    found = slot._reserve()
+    assert found is not None
+    slot._handle_job(*found)
+    assert beanstalkd.tube_stats()["current-jobs-ready"] == 1
+    # Reserved while stopping: given back untouched, the child never got it.
+    assert child.requests == [] and child.kills == 0
+    node.stopping.clear()
+    node.aborting.set()
+    put_raw(beanstalkd.port, job_body("echo", BASE + "g.json", IN, job_id="g2"))
+    found = slot._reserve()
+    assert found is not None
+    slot._handle_job(*found)
+    assert child.kills == 1 and len(child.requests) == 1
+
+
+def test_a_bug_while_handling_buries_the_job_instead_of_leaving_it_reserved(
+    node: Worker, beanstalkd: Beanstalkd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception in the worker's own code buries the job (no poison job that
+    returns after every TTR) and the slot goes on."""
+    slot, _ = _slot(node, lambda request: Finished())
+
+    def broken(body: bytes) -> None:
+        raise RuntimeError("a bug in decoding")
+
+    monkeypatch.setattr("jobrunner._worker.slot.codec.decode_job", broken)
+    put_raw(beanstalkd.port, job_body("echo", BASE + "b.json", IN), ttr=2)
+    _step_until_taken(slot, beanstalkd)
+    assert beanstalkd.tube_stats().get("current-jobs-buried") == 1
+    assert _counted(node, "internal_error", "other") == 1
