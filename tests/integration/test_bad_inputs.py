@@ -160,6 +160,11 @@ class InputsApp:
             ),
             "/loop": (302, {"location": "/loop"}, b""),
             "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-bad-punycode": (
+                302,
+                {"location": "http://xn--ls8h.example.test/x.json"},
+                b"",
+            ),
             "/redirect-long-label": (
                 302,
                 {"location": "http://" + "a" * 64 + ".example.test/x.json"},
@@ -862,6 +867,18 @@ TABLE = [
         "http://" + "a" * 64 + ".example.test/x.json",
         "input_refused",
         "more than DNS allows (63)",
+    ),
+    bad_input(
+        "input-host-malformed-punycode",
+        "http://xn--.example.test/x.json",
+        "input_refused",
+        "not a valid URL",
+    ),
+    bad_input(
+        "redirect-to-malformed-punycode-host",
+        "{in}redirect-bad-punycode",
+        "input_refused",
+        "not a valid host name",
     ),
     bad_input(
         "redirect-to-empty-label-host",

@@ -744,3 +744,17 @@ def test_raw_deflate_body_over_the_network_stream_is_decoded() -> None:
         )
     )
     assert f.fetch("https://data.example/raw.json").value == {"raw": True}
+
+
+@pytest.mark.parametrize("host", ["xn--", "xn--a.example", "xn--ls8h.example"])
+def test_malformed_punycode_is_refused_in_urls_and_redirects(host: str) -> None:
+    """A malformed international name (an xn-- label that is no valid Punycode) is
+    InputRefused as an input URL and as a redirect target; httpx's IDNA error never
+    escapes (it killed the child)."""
+    with Fetcher(Config()) as f, pytest.raises(InputRefused, match="not a valid URL"):
+        f.fetch(f"http://{host}/x.json")
+    location = f"http://{host}/x.json".encode()
+    recorder = Recorder(lambda r: httpx.Response(302, headers=[(b"Location", location)]))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputRefused, match="not a valid host name"):
+        f.fetch("http://93.184.216.34/start")
