@@ -488,6 +488,8 @@ class Fetcher:
             raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
         except httpx.HTTPError as exc:  # none other is expected; retrying is the safe side
             raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
+        except httpx.InvalidURL as exc:  # raised by httpx reading a redirect's Location
+            raise InputUnavailable(f"input {url}: redirect to an invalid URL ({exc})") from None
         except UnicodeError as exc:
             # httpx reads the Location of every redirect answer while receiving it, and
             # decoding a malformed international name there (xn--...) raises UnicodeError.

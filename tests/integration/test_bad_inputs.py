@@ -160,6 +160,7 @@ class InputsApp:
             ),
             "/loop": (302, {"location": "/loop"}, b""),
             "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-unparsable": (302, {"location": "http:\\\\][::1]~\u00df/:99999/"}, b""),
             "/redirect-bad-punycode": (
                 302,
                 {"location": "http://xn--ls8h.example.test/x.json"},
@@ -879,6 +880,12 @@ TABLE = [
         "{in}redirect-bad-punycode",
         "input_refused",
         "not a valid host name",
+    ),
+    bad_input(
+        "redirect-to-unparsable-location",
+        "{in}redirect-unparsable",
+        "input_unavailable",
+        "redirect to an invalid URL",
     ),
     bad_input(
         "redirect-to-empty-label-host",

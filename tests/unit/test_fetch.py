@@ -758,3 +758,13 @@ def test_malformed_punycode_is_refused_in_urls_and_redirects(host: str) -> None:
     fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
     with fetcher as f, pytest.raises(InputRefused, match="not a valid host name"):
         f.fetch("http://93.184.216.34/start")
+
+
+def test_redirect_location_httpx_cannot_parse_is_a_job_failure() -> None:
+    """A Location header httpx itself refuses while reading the answer is a permanent
+    input failure naming the input, not an exception that kills the child."""
+    location = "http:\\\\][::1]~ß/:99999/ä".encode()
+    recorder = Recorder(lambda r: httpx.Response(302, headers=[(b"Location", location)]))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputUnavailable, match="redirect to an invalid URL"):
+        f.fetch("http://93.184.216.34/start")
