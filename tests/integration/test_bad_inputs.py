@@ -160,6 +160,12 @@ class InputsApp:
             ),
             "/loop": (302, {"location": "/loop"}, b""),
             "/redirect-bad-name": (302, {"location": "http://a..b.example.test/x.json"}, b""),
+            "/redirect-unparsable": (302, {"location": "http:\\\\][::1]~\u00df/:99999/"}, b""),
+            "/redirect-bad-punycode": (
+                302,
+                {"location": "http://xn--ls8h.example.test/x.json"},
+                b"",
+            ),
             "/redirect-long-label": (
                 302,
                 {"location": "http://" + "a" * 64 + ".example.test/x.json"},
@@ -862,6 +868,24 @@ TABLE = [
         "http://" + "a" * 64 + ".example.test/x.json",
         "input_refused",
         "more than DNS allows (63)",
+    ),
+    bad_input(
+        "input-host-malformed-punycode",
+        "http://xn--.example.test/x.json",
+        "input_refused",
+        "not a valid URL",
+    ),
+    bad_input(
+        "redirect-to-malformed-punycode-host",
+        "{in}redirect-bad-punycode",
+        "input_refused",
+        "not a valid host name",
+    ),
+    bad_input(
+        "redirect-to-unparsable-location",
+        "{in}redirect-unparsable",
+        "input_unavailable",
+        "redirect to an invalid URL",
     ),
     bad_input(
         "redirect-to-empty-label-host",
