@@ -351,7 +351,16 @@ class Client:
 
     def _reader_for_status(self) -> ResultReader:
         if self._reader is None:
-            from jobrunner.follow import ResultReader
+            try:
+                from jobrunner.follow import ResultReader
+            except ModuleNotFoundError as exc:
+                if exc.name != "httpx":
+                    raise
+                raise ModuleNotFoundError(
+                    "Client.status and Client.cancel read result documents over HTTP with "
+                    "httpx: pip install 'beanstalk-jobrunner[status]'",
+                    name="httpx",
+                ) from None
 
             with self._extra_lock:
                 if self._reader is None:
