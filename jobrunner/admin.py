@@ -35,6 +35,10 @@ __all__ = [
     "tube_table",
 ]
 
+#: Shown for a buried job without a readable ``failed`` document (result URL refused,
+#: blocked, or not served over HTTP): the worker logged why.
+NO_REASON = "no failed document at its result URL; the worker's job_failed event says why"
+
 _TUBE_COLUMNS = (
     ("current-jobs-ready", "ready"),
     ("current-jobs-reserved", "reserved"),
@@ -135,10 +139,15 @@ def _connections(config: Config) -> list[Connection]:
 
 
 class Servers:
-    """The configured servers; remembers which could not be reached (the exit code says so)."""
+    """The configured servers; remembers which could not be reached (the exit code says so).
 
-    def __init__(self, config: Config) -> None:
-        self.conns = _connections(config)
+    Args:
+        config: the servers to connect to.
+        conns: open connections to use instead (the dashboard keeps its own).
+    """
+
+    def __init__(self, config: Config, conns: list[Connection] | None = None) -> None:
+        self.conns = conns if conns is not None else _connections(config)
         self.down: list[str] = []
 
     def reachable(self) -> Iterator[Connection]:
@@ -328,7 +337,7 @@ def locate(config: Config, text: str, servers: Servers | None = None) -> Located
     tubes = list(config.tube)
     server, sep, number = text.rpartition("/")
     elsewhere: list[str] = []
-    if number.isdigit() and (sep or text.isdigit()):
+    if number.isdigit() and int(number) < 2**63 and (sep or text.isdigit()):
         conns = [Connection(server)] if sep else servers.conns
         found: list[Located] = []
         for conn in conns:
@@ -487,7 +496,8 @@ def cmd_buried(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row['server']}/{row['id']}  tube={row['tube']}  type={row['type']}  "
-            f"job={row['job_id']}  reserves={row['reserves']}\n    reason: {row['reason']}"
+            f"job={row['job_id']}  reserves={row['reserves']}\n"
+            f"    reason: {row['reason'] or NO_REASON}"
         )
     return servers.exit_code()
 

@@ -616,6 +616,11 @@ class Client:
                 tube=tube,
             )
         if doc is not None and final:
+            if marked and state is None:
+                # The job finished before its worker saw the marker: nobody else clears it.
+                conn = self._conn(t.server)
+                self._call(conn, lambda c: c.clear_cancel(t.job_id))
+                marked = False
             return _from_document(t, doc, cancel_requested=marked, tube=tube)
         if state == "buried":
             return JobStatus(

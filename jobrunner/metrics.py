@@ -11,7 +11,8 @@ What each worker exports (names are a contract with dashboards and alerts):
 * ``jobrunner_jobs_total{type, outcome}``, ``jobrunner_job_duration_seconds{type}``,
   ``jobrunner_jobs_in_flight``, ``jobrunner_retries_total{type}``,
   ``jobrunner_child_restarts_total{reason}``, ``jobrunner_reconnects_total{server}``,
-  ``jobrunner_servers_up``, ``jobrunner_publish_failures_in_row``;
+  ``jobrunner_servers_up``, ``jobrunner_publish_failures_in_row``,
+  ``jobrunner_child_resident_memory_bytes{slot}``;
 * ``jobrunner_build_info{version, python}``, and prometheus_client's process
   (``process_resident_memory_bytes``, CPU, open files) and platform collectors;
 * ``jobrunner_queue_jobs{server, tube, state}`` only with ``--metrics-queue``:
@@ -27,6 +28,7 @@ installed on the worker are label values, every other name is counted as
 from __future__ import annotations
 
 import json
+import os
 import platform
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -86,6 +88,7 @@ OTHER_TYPE = "other"
 #: Publications failing this many jobs in a row make ``/health`` unhealthy.
 PUBLISH_FAILURES_UNHEALTHY = 3
 _PUBLISH_CODES = frozenset({"publish_failed"})
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 #: Reads queue depth at scrape time: ``(server, tube, state) -> jobs``.
 QueueDepth = Callable[[], Iterable[tuple[tuple[str, str, str], float]]]
@@ -99,6 +102,15 @@ def _read(read: Callable[[], T], default: T) -> T:
         return default
 
 
+def _resident_bytes(pid: int) -> int | None:
+    """Resident memory of a process from ``/proc`` (Linux), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _Sampled(Collector):
     """Metrics read at scrape time from callables (reconnects, servers up, queue depth)."""
 
@@ -107,10 +119,12 @@ class _Sampled(Collector):
         reconnects: Callable[[], dict[str, int]],
         servers_up: Callable[[], int],
         queue: QueueDepth | None,
+        children: Callable[[], dict[int, int]],
     ) -> None:
         self._reconnects = reconnects
         self._servers_up = servers_up
         self._queue = queue
+        self._children = children
 
     def collect(self) -> Iterator[Metric]:
         # A failing read (a queue server gone mid-scrape) leaves its metric out of this
@@ -127,6 +141,19 @@ class _Sampled(Collector):
             yield GaugeMetricFamily(
                 "jobrunner_servers_up", "beanstalkd servers reachable.", value=up
             )
+        pids: dict[int, int] = _read(self._children, {})
+        if pids:
+            memory = GaugeMetricFamily(
+                "jobrunner_child_resident_memory_bytes",
+                "Resident memory of each slot's child process (recycled above "
+                "--max-memory-per-child).",
+                labels=["slot"],
+            )
+            for slot, pid in sorted(pids.items()):
+                rss = _resident_bytes(pid)
+                if rss is not None:
+                    memory.add_metric([str(slot)], rss)
+            yield memory
         if self._queue is not None:
             queue = self._queue
             samples = _read(lambda: sorted(queue()), None)
@@ -155,6 +182,8 @@ class WorkerMetrics:
         servers_up: reads how many servers are reachable at scrape time.
         queue: reads the watched tubes' job counts at scrape time; None (the
             default) leaves ``jobrunner_queue_jobs`` out.
+        children: reads the pid of each slot's child process (slot -> pid) at
+            scrape time, for ``jobrunner_child_resident_memory_bytes``.
         process: add prometheus_client's process and platform collectors
             (False in unit tests that build many registries).
     """
@@ -166,6 +195,7 @@ class WorkerMetrics:
         reconnects: Callable[[], dict[str, int]] = dict,
         servers_up: Callable[[], int] = int,
         queue: QueueDepth | None = None,
+        children: Callable[[], dict[int, int]] = dict,
         process: bool = True,
     ) -> None:
         if job_types is None:
@@ -210,7 +240,7 @@ class WorkerMetrics:
             "Jobs in a row whose result could not be published (0 after a success).",
             registry=registry,
         )
-        registry.register(_Sampled(reconnects, servers_up, queue))
+        registry.register(_Sampled(reconnects, servers_up, queue, children))
 
     # -- what the worker reports -------------------------------------------------
 

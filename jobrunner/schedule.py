@@ -13,9 +13,13 @@ configured beanstalkd and nothing else:
   *lease* job. The leader keeps it reserved and touches it every
   ``lease_ttr / 3`` seconds; the others block in ``reserve`` on that tube. A
   leader that dies closes its connection and beanstalkd hands the lease to a
-  waiting scheduler at once; one that hangs or loses the network loses it
-  when the TTR runs out (``lease_ttr``, 10 s by default) — the bound on a
-  takeover. A new holder leads only when it holds the only lease (two
+  waiting scheduler at once. One that hangs or loses the network stops
+  touching it: once the lease is past its TTR (``lease_ttr``, 10 s by
+  default) a waiting scheduler takes over — through beanstalkd's own time-out,
+  or, where beanstalkd does not give the lease back (1.12 does not always),
+  with a fresh lease that the record of submitted runs now names. A leader
+  checks that record before it submits and steps down when it names another
+  lease. A new holder leads only when it holds the only live lease (two
   schedulers starting on an empty tube may each put one: the extra one is
   given back and deleted by the leader).
 * **What was submitted.** After each submission the leader records the
@@ -333,25 +337,61 @@ class Scheduler:
             for k in ("ready", "reserved", "delayed", "buried")
         }
 
+    def _record(self) -> tuple[Reserved | None, dict[str, Any]]:
+        """The newest record of submitted runs (and of the leader's lease), parsed."""
+        record = self.state_conn.peek_state(self.state_tube, "ready")
+        if record is None:
+            return None, {}
+        try:
+            data = json.loads(record.body)
+        except ValueError:
+            data = None
+        return record, data if isinstance(data, dict) else {}
+
+    def _overdue(self, lease_id: Any) -> bool:
+        """True when the leader's lease is past its TTR and still reserved.
+
+        beanstalkd should have given it back; 1.12 does not always, so a hung
+        leader is recognised here and fenced off instead (see :meth:`_hold`).
+        """
+        if not isinstance(lease_id, int):
+            return False
+        try:
+            stats = self.state_conn.stats_job(lease_id)
+        except JobNotFound:
+            return False
+        return stats.get("state") == "reserved" and int(stats.get("time-left", 0)) < 0
+
     def _try_to_lead(self) -> None:
-        if sum(self._lease_counts().values()) == 0:
+        counts = self._lease_counts()
+        _, record = self._record()
+        hung = self._overdue(record.get("lease"))
+        if sum(counts.values()) == 0 or (hung and not counts["ready"] and not counts["delayed"]):
             self.state_conn.put(
                 b"lease", tube=self.lease_tube, priority=0, ttr=self.settings.lease_ttr
             )
-            log.info("schedule_lease_created", group=self.settings.group)
+            event = "schedule_leader_hung" if hung else "schedule_lease_created"
+            log.info(event, group=self.settings.group, lease=record.get("lease"))
         lease = self.lease_conn.reserve(timeout=1)
         if lease is None or self.stopping.is_set():
             if lease is not None:
                 self.lease_conn.release(lease.id, 0)
             return
-        if self._lease_counts()["reserved"] > 1:
+        others = self._lease_counts()["reserved"] - 1
+        if hung and record.get("lease") != lease.id:
+            others -= 1  # the hung leader's lease: fenced off below
+        if others > 0:
             # Two leases (two schedulers started on an empty tube): give this one
             # back, delayed, for the leader to delete; try again a little later.
             self.lease_conn.release(lease.id, 0, delay=1)
             self.stopping.wait(random.uniform(0.5, 1.5))
             return
         self.lease = lease
+        self.lease_conn.touch(lease.id)
         self._load_state()
+        # The record names this lease from now on: a hung leader that wakes up
+        # finds another lease there and steps down before submitting anything.
+        self._save_state()
         log.info("schedule_leading", group=self.settings.group, lease=lease.id)
 
     def _step_down(self, why: str) -> None:
@@ -366,7 +406,8 @@ class Scheduler:
                 pass  # the connection is gone: beanstalkd released it already
 
     def _hold(self) -> bool:
-        """Touch the lease; False (and no longer leading) when it is not ours any more."""
+        """Touch the lease and check the record still names it; False (and no longer
+        leading) when it is not ours any more."""
         lease = self.lease
         if lease is None:
             return False
@@ -377,6 +418,17 @@ class Scheduler:
             self.lease_conn.touch(lease.id)
         except JobNotFound:
             self._step_down("lease expired (TTR)")
+            return False
+        record, data = self._record()
+        if record is not None and record.id != self._state_id and data.get("lease") != lease.id:
+            # Another scheduler took over while this one did not touch its lease in
+            # time (it hung): this lease is an extra now.
+            self.lease = None
+            log.warning("schedule_leadership_ended", group=self.settings.group, reason="fenced")
+            try:
+                self.lease_conn.delete(lease.id)
+            except QueueError:
+                pass
             return False
         return True
 
@@ -464,12 +516,11 @@ class Scheduler:
     # -- the record of submitted runs -------------------------------------------------
 
     def _load_state(self) -> None:
-        record = self.state_conn.peek_state(self.state_tube, "ready")
+        record, data = self._record()
         self._last, self._state_id, self._seq = {}, None, 0
         if record is None:
             return
         try:
-            data = json.loads(record.body)
             self._seq = int(data["seq"])
             self._last = {name: parse_time(when) for name, when in data["last"].items()}
         except (ValueError, KeyError, TypeError) as exc:
@@ -483,6 +534,7 @@ class Scheduler:
             {
                 "seq": self._seq,
                 "group": self.settings.group,
+                "lease": self.lease.id if self.lease is not None else None,
                 "last": {name: format_time(when) for name, when in self._last.items()},
             }
         ).encode()

@@ -7,7 +7,8 @@
 # 1. debootstrap --variant=minbase SUITE ROOT_DIR (reused when it exists);
 # 2. this machine's apt sources (suite names swapped) and apt settings, pip
 #    settings (/etc/pip.conf, /etc/xdg/pip, ~/.config/pip) and what they point
-#    at (the CA bundle; /opt/wheels, /opt/pypi* bound read-only) are copied in;
+#    at (its certificate authorities in /usr/local/share/ca-certificates;
+#    /opt/wheels, /opt/pypi* bound read-only) are copied in;
 #    a policy-rc.d stops packages from starting services inside the root;
 # 3. /proc, /sys and /dev are bound, the repository is cloned (from this
 #    checkout's HEAD) to /root/jobrunner inside, and demo.sh, then test.sh run
@@ -43,8 +44,20 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
 [ -d /etc/xdg/pip ] && mkdir -p "$root/etc/xdg" && cp -r /etc/xdg/pip "$root/etc/xdg/"
 [ -d "$HOME/.config/pip" ] && mkdir -p "$root/root/.config" && cp -r "$HOME/.config/pip" "$root/root/.config/"
-mkdir -p "$root/etc/ssl/certs"
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+# This machine's own certificate authorities (a proxy may sign the package
+# index's certificates): into the root's trust store, where Debian's
+# ca-certificates keeps them when it rebuilds the bundle; the bundle itself
+# until that package is installed.
+if [ -d /usr/local/share/ca-certificates ]; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
+if [ -x "$root/usr/sbin/update-ca-certificates" ]; then
+  chroot "$root" update-ca-certificates >/dev/null 2>&1
+else
+  mkdir -p "$root/etc/ssl/certs"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+fi
 
 mounts=()
 cleanup() {

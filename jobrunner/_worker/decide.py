@@ -11,6 +11,7 @@ a socket or a clock, so every rule is tested by a table
     Failed  retryable             any        yes             release   running, with a retry note
     Failed  retryable             any        no              bury      failed  retries_exhausted
     Failed  expired               any        any             delete    failed  expired
+    Failed  cancelled             any        any             delete    failed  cancelled
     Failed  other permanent       any        any             bury      failed  <its code>
     Crashed                       no         any             bury      failed  worker_crash
     Crashed                       yes        any             release0  none (the stop killed it)
@@ -114,6 +115,9 @@ class Retries:
         return backoff_delay(attempt, self.base, self.maximum)
 
 
+#: Permanent failures that delete the job (nothing for an operator to repair).
+_DELETED = frozenset({"expired", "cancelled"})
+
 #: Error codes that say the result URL cannot take a document.
 _UNPUBLISHABLE = frozenset({"result_refused", "result_blocked"})
 
@@ -201,6 +205,6 @@ def decide(event: Event, *, attempt: int, retries: Retries, stopping: bool = Fal
             RetriesExhausted,
             f"gave up after {attempt} attempt(s); last error {error.code}: {error.message}",
         )
-    # An expired job has nothing to repair: delete it rather than bury it.
-    action = Action.DELETE if error.code == "expired" else Action.BURY
+    # An expired or cancelled job has nothing to repair: delete it rather than bury it.
+    action = Action.DELETE if error.code in _DELETED else Action.BURY
     return Decision(action=action, failure=error, code=error.code)

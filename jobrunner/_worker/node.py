@@ -72,6 +72,7 @@ class Worker:
             reconnects=self._reconnects,
             servers_up=self.servers_reachable,
             queue=self._queue_depth if config.metrics_queue else None,
+            children=self._child_pids,
         )
         # Connections of the metrics scraper's own (reservations stay with the slots).
         self._probes = [Connection(address) for address in config.beanstalk]
@@ -86,6 +87,11 @@ class Worker:
             for conn in slot.connections:
                 totals[conn.address] += conn.reconnects
         return totals
+
+    def _child_pids(self) -> dict[int, int]:
+        """The pid of each slot's child process, for the child memory metric."""
+        pids = {slot.index: slot.child.pid for slot in self.slots}
+        return {index: pid for index, pid in pids.items() if pid is not None}
 
     def servers_reachable(self) -> int:
         """How many configured servers at least one slot is connected to (or trying)."""

@@ -17,6 +17,11 @@ use a fake). For each job the slot:
    the decision names, and ends the lease (delete, release or bury).
 
 Killing a job (:meth:`Slot.stop_job`) kills the child's whole process tree.
+A client's cancellation (a marker on the job's server, see
+:meth:`jobrunner.queue.Connection.cancel_requested`) is looked for before the
+job is handed to the child and about once a second while it runs: the job
+then ends as ``cancelled`` (its child and process tree killed), is deleted,
+and its markers are cleared.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from jobrunner._worker.decide import (
 from jobrunner._worker.documents import ResultBuilder, error_of
 from jobrunner._worker.lease import Lease
 from jobrunner._worker.protocol import Action, Finished, RunJob
-from jobrunner.errors import InvalidJob, JobExpired, JobFailure, QueueError
+from jobrunner.errors import InvalidJob, JobCancelled, JobExpired, JobFailure, QueueError
 from jobrunner.job import Job, utcnow
 from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved
 
@@ -55,6 +60,8 @@ log = get_logger(__name__)
 
 #: Longest the slot sleeps between checks while a job runs (signals, time-out).
 _POLL = 0.25
+#: Seconds between two looks for a cancellation marker while a job runs.
+_CANCEL_CHECK = 1.0
 #: Seconds to wait before starting a child again after it failed to start.
 _CHILD_RESTART_DELAY = 2.0
 _EVENTS = {Action.DELETE: "job_deleted", Action.RELEASE: "job_released", Action.BURY: "job_buried"}
@@ -263,9 +270,13 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         if decision.failure is not None or decision.note is not None:
             decision = self._publish(decision, job, invalid, lease, finished, bound)
         self._end(lease, decision, job.type if job else None, finished, t0, bound)
+        if job is not None and decision.code == JobCancelled.code:
+            self._clear_cancel(lease, job.id, bound)
 
     def _run(self, job: Job, lease: Lease, t0: float, bound: Any) -> tuple[Event, Finished | None]:
         """Run the job in the child; the event that ended it, and the child's report."""
+        if self._cancelled(lease, job.id):
+            return Failed(error_of(JobCancelled("cancelled by a client before it ran"))), None
         if job.expires is not None and job.expires <= utcnow():
             expired = JobExpired(
                 f"the job expired at {codec.format_time(job.expires)} "
@@ -288,7 +299,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self.metrics.child_restarted("lost")
             return Interrupted("child_lost"), None
         try:
-            ended = self._watch(lease, t0, timeout, bound)
+            ended = self._watch(lease, t0, timeout, bound, job.id)
         except ChildDied as exc:
             self.stop_job()
             self.metrics.child_restarted("crash")
@@ -311,16 +322,32 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         """
         self.child.kill()
 
+    def _cancelled(self, lease: Lease, job_id: str) -> bool:
+        """True when a client asked to cancel the job (a marker on its server)."""
+        try:
+            return lease.conn.cancel_requested(job_id)
+        except QueueError:
+            return False  # the connection broke: the job goes back and is checked again
+
+    def _clear_cancel(self, lease: Lease, job_id: str, bound: Any) -> None:
+        try:
+            lease.conn.clear_cancel(job_id)
+        except QueueError as exc:
+            bound.warning("job_cancel_marker_left", error=str(exc))
+
     def _stopping_soon(self, wait: float = 1.0) -> bool:
         """True when the worker is stopping, or starts to within ``wait`` seconds."""
         return self.node.stopping.wait(wait)
 
-    def _watch(self, lease: Lease, t0: float, timeout: float, bound: Any) -> Finished | Event:
+    def _watch(
+        self, lease: Lease, t0: float, timeout: float, bound: Any, job_id: str
+    ) -> Finished | Event:
         """Wait for the job's end, touching the reservation and enforcing limits.
 
         Returns the child's :class:`Finished`, :class:`TimedOut` past the deadline,
-        or :class:`Interrupted` when the worker is stopping and the job must be
-        given back (the child is killed then).
+        :class:`Interrupted` when the worker is stopping and the job must be
+        given back, or a ``cancelled`` :class:`Failed` when a client cancelled
+        it (the child is killed in these two cases).
 
         Raises:
             ChildDied: the child exited or was killed while running the job.
@@ -333,6 +360,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         ttr = lease.ttr
         touch_every = max(0.5, min(ttr / 2, ttr - 1.5))
         next_touch = time.monotonic() + touch_every
+        next_cancel_check = time.monotonic() + _CANCEL_CHECK
         reservation_lost = False
         node = self.node
         while True:
@@ -349,6 +377,14 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                 bound.warning("job_interrupted", reason=reason)
                 self.stop_job()
                 return Interrupted("shutdown")
+            if now >= next_cancel_check:
+                next_cancel_check = now + _CANCEL_CHECK
+                if self._cancelled(lease, job_id):
+                    bound.info("job_cancelling", pid=self.child.pid)
+                    self.stop_job()
+                    self.metrics.child_restarted("cancelled")
+                    stopped = JobCancelled("cancelled by a client while it ran; it was stopped")
+                    return Failed(error_of(stopped))
             if now >= next_touch and not reservation_lost:
                 next_touch = now + touch_every
                 if lease.touch():

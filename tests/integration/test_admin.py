@@ -253,3 +253,17 @@ def test_stats_counts_watchers_without_itself(beanstalkd: Beanstalkd) -> None:
         assert json.loads(run("stats", "--json", *flags).stdout)["tubes"][0]["watchers"] == 1
     finally:
         watcher.close()
+
+
+def test_buried_without_a_failed_document_says_where_the_reason_is(
+    beanstalkd: Beanstalkd,
+) -> None:
+    """A buried job whose result URL serves no failed document (refused, blocked, or down)
+    is listed with a pointer to the worker's log instead of "reason: None"."""
+    _submit(beanstalkd.address, "no-document")
+    _bury(beanstalkd, "default")
+    out = run("buried", "--beanstalk", beanstalkd.address)
+    assert out.returncode == 0, out.stderr
+    assert "job=no-document" in out.stdout
+    assert "reason: None" not in out.stdout
+    assert "no failed document at its result URL" in out.stdout

@@ -13,6 +13,7 @@ Skipped locally when Chromium, chromedriver or Selenium is missing; under
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,3 +325,64 @@ def test_read_only_dashboard_has_no_kick(tmp_path: Path, beanstalkd: Beanstalkd)
         assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
     finally:
         process.stop()
+
+
+def test_result_urls_elsewhere_are_never_fetched(tmp_path: Path, beanstalkd: Beanstalkd) -> None:
+    """A buried job's result URL comes from an untrusted document: the dashboard reads the
+    reason from its results directory and never requests a URL outside its base URL."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = b'{"error": {"code": "leaked", "message": "internal data"}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    internal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=internal.serve_forever, daemon=True).start()
+    lab = Lab(tmp_path)
+    body = json.dumps(
+        {
+            "v": 1,
+            "id": "nosy",
+            "type": "echo",
+            "input": "http://in.test/x",
+            "result": f"http://127.0.0.1:{internal.server_port}/latest/meta-data.json",
+            "created": "2026-01-01T00:00:00Z",
+        }
+    ).encode()
+    put_raw(beanstalkd.port, body)
+    conn = Connection(beanstalkd.address, watch=["default"])
+    try:
+        job = conn.reserve(5)
+        assert job is not None
+        conn.bury(job.id, 100)
+    finally:
+        conn.close()
+    port = free_port()
+    process = dashboard_process(beanstalkd, lab, port)
+    try:
+        state = wait_for(
+            lambda: (
+                (s := httpx.get(f"http://127.0.0.1:{port}/api/state", timeout=5).json())["buried"]
+                and s
+            ),
+            20,
+            what="the buried job in the state",
+        )
+        assert state["buried"][0]["job_id"] == "nosy"
+        assert state["buried"][0]["reason"] is None
+        assert seen == []
+    finally:
+        process.stop()
+        internal.shutdown()

@@ -298,7 +298,8 @@ def test_progress_bar_follows_running_document(browser: Any, stack: Stack) -> No
 
 def test_queued_forecast_is_shown_and_cancelled_from_the_page(browser: Any, stack: Stack) -> None:
     """While the tube is paused a submitted forecast shows "queued" with a Cancel button;
-    clicking it shows "cancelled" and the portal's state says so."""
+    clicking it shows "cancelled", the portal's state says so, the worker never computes
+    it and publishes the cancelled document once the tube runs again."""
     from selenium.webdriver.common.by import By
 
     assert stack.beanstalkd.command("pause-tube default 120").startswith(b"PAUSED")
@@ -321,6 +322,9 @@ def test_queued_forecast_is_shown_and_cancelled_from_the_page(browser: Any, stac
         assert other.status_code == 404
     finally:
         stack.beanstalkd.command("pause-tube default 0")
+    doc = wait_for_status(stack.results.results_dir / "portal" / f"{job_id}.json", ("failed",))
+    assert doc["error"]["code"] == "cancelled"
+    assert not stack.worker.find("job_started", job_id=job_id)
 
 
 def test_run_script_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> None:

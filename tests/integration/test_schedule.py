@@ -125,3 +125,35 @@ def test_missed_runs_are_skipped_or_caught_up(
     else:
         assert max(gaps) >= 3, runs
         assert second.find("schedule_run_skipped")
+
+
+def test_a_hung_leader_is_replaced_within_the_lease_ttr(
+    beanstalkd: Beanstalkd, tmp_path: Path
+) -> None:
+    """A leader frozen with SIGSTOP keeps its connection open: the other scheduler leads
+    once the lease's TTR (3 s) runs out; the old one, thawed, steps down without
+    submitting, and every run is still submitted exactly once."""
+    config = _write(tmp_path / "s.toml", beanstalkd.address, missed="catch_up")
+    first = _scheduler(config)
+    first.wait_event("schedule_leading", timeout=20)
+    second = _scheduler(config)
+    try:
+        second.wait_event("scheduler_started", timeout=20)
+        first.wait_event("schedule_run_submitted", count=2, timeout=20)
+        first.signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        second.wait_event("schedule_leading", timeout=15)
+        assert time.monotonic() - frozen_at < 3 + 3  # TTR, plus beanstalkd's 1 s tick
+        submitted_before = len(first.find("schedule_run_submitted"))
+        first.signal(signal.SIGCONT)
+        first.wait_event("schedule_leadership_ended", timeout=10)
+        second.wait_event("schedule_run_submitted", count=3, timeout=20)
+        assert len(first.find("schedule_run_submitted")) == submitted_before
+    finally:
+        first.signal(signal.SIGCONT)
+        assert second.stop() == 0
+        first.stop()
+    runs = sorted(_run_times(_submitted(beanstalkd.address)))
+    assert len(runs) == len(set(runs)), "a run was submitted twice"
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(runs)]
+    assert gaps == [1.0] * len(gaps), f"a run is missing: {runs}"

@@ -112,6 +112,7 @@ def test_busy_port_stops_the_results_server(tmp_path: Path, busy_port: int) -> N
         (["--metrics-port", "70000"], "metrics_port must be 0-65535"),
         (["--concurrency", "0"], "concurrency must be at least 1"),
         (["--concurrency", "many"], "invalid value 'many' for concurrency"),
+        (["--tube", "a!b"], "'a!b' is not a beanstalkd tube name"),
     ],
 )
 def test_invalid_settings_are_one_line_errors(

@@ -60,12 +60,15 @@ class Cluster:
         return name
 
     def done_somewhere(self, name: str) -> bool:
-        """Whether a live node serves the document as done."""
+        """Whether a live node has the document as done (read from its results directory,
+        which its results server serves as it is)."""
         for node in self.nodes:
             if node.serve.process.proc.poll() is None:
-                response = node.get(f"{name}.json")
-                if response.status_code == 200 and response.json()["status"] == "done":
-                    return True
+                try:
+                    if json.loads((node.results / f"{name}.json").read_bytes())["status"] == "done":
+                        return True
+                except FileNotFoundError:
+                    pass
         return False
 
     def done_everywhere(self, name: str) -> bytes | None:
@@ -147,7 +150,7 @@ def test_running_to_done_visible_within_a_second(cluster: Cluster) -> None:
     document, Varnish serves it within about a second (a running document lives 1 s)."""
     name = cluster.submit("progress", 3.0)
     node_done_at = varnish_done_at = None
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, int, str]] = []
     deadline = time.monotonic() + 60
     with httpx.Client(base_url=cluster.varnish.base_url, timeout=10) as browser:
         while varnish_done_at is None and time.monotonic() < deadline:
@@ -156,14 +159,15 @@ def test_running_to_done_visible_within_a_second(cluster: Cluster) -> None:
             answer = browser.get(f"/{name}.json")
             if answer.status_code == 200:
                 status = answer.json()["status"]
-                seen.append((status, int(answer.headers["age"])))
+                seen.append((status, int(answer.headers["age"]), answer.headers["x-cache"]))
                 if status == "done":
                     varnish_done_at = time.monotonic()
             time.sleep(0.02)
     assert varnish_done_at is not None, f"never done through Varnish: {seen[-5:]}"
-    running = [age for status, age in seen if status == "running"]
+    running = [(age, cache) for status, age, cache in seen if status == "running"]
     assert running, "the running document was never served through Varnish"
-    assert max(running) <= 1  # never older than its one-second lifetime
+    assert max(age for age, _ in running) <= 1  # never older than its one-second lifetime
+    assert "HIT" in {cache for _, cache in running}, "running documents were never cached"
     # The node's done document and Varnish's can show in the same round (lag 0).
     lag = varnish_done_at - (node_done_at or varnish_done_at)
     assert lag < 2.0, f"done showed through Varnish {lag:.2f} s after a node had it"
@@ -231,7 +235,7 @@ def test_node_killed_mid_run_every_result_stays_readable(cluster: Cluster) -> No
     Varnish marks it sick and skips it, no read fails, every result — those the dead node
     finished too — is served done, and none that was done goes back."""
     victim = cluster.nodes[2]
-    names = [cluster.submit(f"batch-{k}", 1.0) for k in range(9)]
+    names = [cluster.submit(f"batch-{k}", 1.0) for k in range(12)]
     browsers = Browsers(cluster.varnish.base_url, names)
     browsers.start()
     try:

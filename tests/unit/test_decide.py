@@ -129,6 +129,18 @@ TABLE: list[tuple[str, Event, int, bool, Action, int, str | None, bool, str | No
         None,
     ),
     (
+        "cancelled by a client: deleted, not buried",
+        Failed(_error("cancelled")),
+        1,
+        False,
+        DELETE,
+        0,
+        "cancelled",
+        False,
+        "cancelled",
+        None,
+    ),
+    (
         "expired: deleted, not buried",
         Failed(_error("expired")),
         1,

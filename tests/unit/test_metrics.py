@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 
@@ -112,6 +113,7 @@ def test_promtool_accepts_the_metric_names() -> None:
         reconnects=lambda: {"127.0.0.1:11300": 2},
         servers_up=lambda: 1,
         queue=lambda: [(("127.0.0.1:11300", "default", "ready"), 4.0)],
+        children=lambda: {0: os.getpid()},
     )
     metrics.job_finished("echo", "delete", None, 0.5)
     metrics.job_finished("echo", "release", "publish_failed", 0.5)
@@ -149,3 +151,11 @@ def test_metrics_and_health_over_http() -> None:
         assert httpx.get(base + "/nope", timeout=5).status_code == 404
     finally:
         server.stop()
+
+
+def test_child_memory_is_read_for_each_slot() -> None:
+    """Each slot's child process memory is exported by slot; a child gone is left out."""
+    metrics = make(children=lambda: {0: os.getpid(), 1: 2**22 + 12345})
+    rss = metrics.value("jobrunner_child_resident_memory_bytes", slot="0")
+    assert rss is not None and rss > 1_000_000
+    assert metrics.value("jobrunner_child_resident_memory_bytes", slot="1") is None

@@ -1,85 +1,116 @@
-"""Method availability, back-tests and the auto choice."""
+"""Method availability, the back-test at the request's time of day, the combination, intervals."""
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pytest
 
+from jobrunner_prediction import forecast as forecast_module
 from jobrunner_prediction.forecast import (
+    BACKTEST_DAYS,
+    METHODS,
     available_methods,
-    backtest,
-    backtest_steps,
-    forecast,
+    backtest_origins,
     predict,
 )
 
 
 def test_methods_available_depend_on_the_data_length() -> None:
-    """One day allows daily naive, two days Holt-Winters, a week weekly naive."""
+    """One day allows daily naive, two days the fitted models, a week weekly naive."""
     assert available_methods(47, 48) == []
     assert available_methods(48, 48) == ["seasonal_naive_day"]
-    assert available_methods(96, 48) == ["holt_winters", "seasonal_naive_day"]
-    assert available_methods(336, 48) == [
+    assert available_methods(96, 48) == [
+        "mstl_arima",
+        "mstl_ets",
         "holt_winters",
-        "seasonal_naive_week",
         "seasonal_naive_day",
     ]
+    assert available_methods(336, 48) == list(METHODS)
 
 
-def test_holt_winters_uses_only_daily_season_on_short_data(synthetic_load: Any) -> None:
-    """With less than two weeks the model drops the weekly season."""
-    result = forecast("holt_winters", synthetic_load(5), 48, 24)
-    assert result.fitted["periods"] == [48]
-    assert len(result.mean) == len(result.sd) == 24
+def test_backtest_origins_are_at_the_time_of_day_of_the_request() -> None:
+    """Origins are whole days before the end, the horizon always observed, at most 21 days."""
+    n, day = 8 * 7 * 48 + 17, 48  # the input ends at an odd time of day
+    origins = backtest_origins(n, day, 48, needs=3 * 7 * 48)
+    assert len(origins) == BACKTEST_DAYS
+    assert np.all((n - 1 - origins) % day == 0)
+    assert origins.max() + 48 <= n - 1 and np.all(np.diff(origins) == day)
+    longer = backtest_origins(n, day, 60, needs=3 * 7 * 48)
+    assert longer.max() + 60 <= n - 1 and (n - 1 - longer.max()) == 2 * day
+    short = backtest_origins(10 * 48, day, 48, needs=7 * 48)
+    assert short.min() + 1 >= 7 * 48 and len(short) == 3
 
 
-def test_backtest_scores_the_held_out_tail() -> None:
-    """A back-test forecasts the last steps from the rest: a perfect repeat scores zero."""
-    y = np.tile(np.arange(1.0, 49.0), 3)
-    score = backtest("seasonal_naive_day", y, 48, 48, 48)
-    assert score is not None and score.mape == 0.0 and score.mae == 0.0 and score.origins == 1
-    assert backtest("seasonal_naive_week", y, 48, 48, 48) is None
-
-
-def test_backtest_uses_many_origins_over_the_last_week(synthetic_load: Any) -> None:
-    """With enough data the back-test covers a week of origins, one every quarter day."""
+def test_backtest_paths_use_only_data_before_their_origin(synthetic_load: Any) -> None:
+    """Changing the data after a back-test origin leaves that origin's forecast unchanged."""
     y = synthetic_load(35)
-    steps = backtest_steps(len(y), 48, 48)
-    assert steps == 48 + 336
-    score = backtest("holt_winters", y, 48, 48, steps)
-    assert score is not None and score.origins == 29 and score.steps == steps
-    assert backtest_steps(3 * 48, 48, 48) == 48  # short input: just the horizon
-    assert backtest_steps(60, 48, 48) == 12  # tiny input: all but a day
+    origins = backtest_origins(len(y), 48, 48, needs=21 * 48)
+    for method in METHODS:
+        paths, _, _ = forecast_module._method_paths(method, y, 48, 48, origins)
+        changed = y.copy()
+        changed[origins[0] + 1 :] *= 1.5
+        again, _, _ = forecast_module._method_paths(method, changed, 48, 48, origins)
+        np.testing.assert_allclose(again[0], paths[0], err_msg=method)
+        assert not np.allclose(again[-1], paths[-1]), method
 
 
-def test_auto_picks_the_best_back_tested_method(synthetic_load: Any) -> None:
-    """auto returns the method with the lowest back-test MAPE among those it compared."""
-    y = synthetic_load(28)
+def test_auto_combines_the_back_tested_methods(synthetic_load: Any) -> None:
+    """auto scores every method on the same origins and returns their weighted mean."""
+    y = synthetic_load(42)
     result, used, scores = predict(y, 48, 48)
-    assert {score.method for score in scores} == {
-        "holt_winters",
-        "seasonal_naive_week",
-        "seasonal_naive_day",
-    }
-    assert used is not None and used.method == result.method
-    assert used.mape == min(score.mape for score in scores)
+    assert {score.method for score in scores} == set(METHODS)
+    assert all(score.origins == BACKTEST_DAYS and score.steps == 48 for score in scores)
+    assert sum(result.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    best = min(scores, key=lambda score: score.mse)
+    assert best.method in result.weights
+    assert used is not None and used.origins == BACKTEST_DAYS
+    singles = {m: predict(y, 48, 48, m)[0].mean for m in result.weights}
+    combined = sum(w * singles[m] for m, w in result.weights.items())
+    np.testing.assert_allclose(result.mean, combined, rtol=1e-3)
+    if len(result.weights) > 1:
+        assert result.method == "auto" and set(result.fitted) == set(result.weights)
+
+
+def test_combination_gives_no_weight_to_a_method_far_behind() -> None:
+    """On a series that repeats its day exactly, only methods with no error get weight."""
+    y = np.tile(np.sin(np.linspace(0, 2 * np.pi, 48, endpoint=False)) + 5.0, 42)
+    result, used, _ = predict(y, 48, 48)
+    assert used is not None and used.mae < 1e-6
+    np.testing.assert_allclose(result.mean, y[:48], atol=1e-6)
 
 
 def test_explicit_method_too_short_is_an_error(synthetic_load: Any) -> None:
     """Asking for weekly naive on three days of data fails with the length needed."""
     with pytest.raises(ValueError, match="at least 336"):
         predict(synthetic_load(3), 48, 48, "seasonal_naive_week")
+    with pytest.raises(ValueError, match="unknown method"):
+        predict(synthetic_load(3), 48, 48, "prophet")
 
 
-def test_intervals_widen_when_the_back_test_errs_more_than_expected(synthetic_load: Any) -> None:
-    """A drift in the last week makes the back-test err; the forecast spread grows to match."""
-    y = synthetic_load(35)
-    calm, _, _ = predict(y, 48, 48, "seasonal_naive_day")
-    shifted = y.copy()
-    shifted[-336:] += np.linspace(0.0, 800.0, 336)
-    result, used, _ = predict(shifted, 48, 48, "seasonal_naive_day")
-    assert used is not None and used.spread_ratio > 1.0
-    assert result.fitted["interval_scale"] == pytest.approx(min(used.spread_ratio, 3.0), rel=1e-3)
-    assert "interval_scale" not in calm.fitted or calm.fitted["interval_scale"] < 1.5
+def test_short_input_forecasts_without_a_backtest(synthetic_load: Any) -> None:
+    """Two days of data still forecast (one method, model intervals), with no back-test."""
+    result, used, scores = predict(synthetic_load(2), 48, 24)
+    assert used is None and scores == [] and len(result.mean) == 24
+    assert np.all(result.sd > 0)
+
+
+@pytest.mark.parametrize("level", [0.8, 0.9, 0.95])
+def test_calibrated_intervals_cover_the_level_of_backtest_errors(level: float) -> None:
+    """The calibrated sd puts about ``level`` of heavy-tailed errors inside ± z * sd."""
+    rng = np.random.default_rng(3)
+    errors = rng.standard_t(3, size=(21, 48)) * np.linspace(1.0, 3.0, 48)
+    sd = forecast_module._calibrated_sd(errors, level)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    inside = np.mean(np.abs(errors) <= z * sd)
+    assert abs(inside - level) < 0.03
+    assert np.all(np.diff(sd) >= 0)
+
+
+def test_interval_grows_with_the_backtest_errors(synthetic_load: Any) -> None:
+    """A noisier series gets a wider interval than a calm one."""
+    calm, _, _ = predict(synthetic_load(35, noise=5.0), 48, 48, "mstl_arima")
+    noisy, _, _ = predict(synthetic_load(35, noise=60.0), 48, 48, "mstl_arima")
+    assert np.mean(noisy.sd) > 3 * np.mean(calm.sd)

@@ -87,3 +87,21 @@ def test_rejects_periods_that_do_not_nest() -> None:
         fit_holt_winters(np.ones(500), (24, 100))
     with pytest.raises(ValueError, match="at least 168"):
         fit_holt_winters(np.ones(100), (24, 168))
+
+
+def test_fit_on_the_horizon_does_not_chase_the_last_hour(synthetic_load: Any) -> None:
+    """Fitted on day-ahead errors the level adapts slowly; it forecasts a day better than one-step.
+
+    Persistent AR noise tempts a one-step fit into a large alpha that carries
+    the last hour's deviation across the whole next day.
+    """
+    y = synthetic_load(42, step=1800, noise=40.0, seed=5)
+    one_step_errors, horizon_errors = [], []
+    for end in range(len(y) - 7 * 48, len(y) - 47, 48):
+        train, test = y[end - 28 * 48 : end], y[end : end + 48]
+        one_step = fit_holt_winters(train, (48, 336))
+        horizon = fit_holt_winters(train, (48, 336), horizon=48)
+        assert 0 <= horizon.phi <= 0.98 and 0 <= horizon.alpha <= 1
+        one_step_errors.append(mape(test, one_step.forecast(48)))
+        horizon_errors.append(mape(test, horizon.forecast(48)))
+    assert np.mean(horizon_errors) < np.mean(one_step_errors)

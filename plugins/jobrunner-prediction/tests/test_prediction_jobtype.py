@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from jobrunner import InputInvalid, InvalidParams
+
+from jobrunner_prediction.forecast import BACKTEST_DAYS, METHODS
 
 START = 1_700_006_400  # a Wednesday, 00:00 UTC
 
@@ -24,8 +27,9 @@ def test_forecast_covers_the_horizon_after_the_input(
         data["lower"], data["forecast"], data["upper"], strict=True
     ):
         assert low < mid < high
-    assert data["method"] in ("holt_winters", "seasonal_naive_week", "seasonal_naive_day")
+    assert data["method"] in ("auto", *METHODS)
     assert data["backtest"]["method"] == data["method"]
+    assert data["backtest"]["origins"] == BACKTEST_DAYS and data["backtest"]["steps"] == 48
     assert data["backtest"]["mape"] > 0 and data["backtest"]["mae"] > 0
     assert data["interval"] == 1800 and data["unit"] == "W" and data["level"] == 0.9
 
@@ -90,6 +94,10 @@ def test_progress_is_reported_while_fitting(
         ({"horizon": "24h", "unit": "horsepower"}, "params.unit"),
         ({"horizon": "1000d", "interval": 60}, "params.horizon"),
         ({"horizon": "24h", "colour": "red"}, "colour"),
+        ({"horizon": "24h", "holidays": {"country": "XX"}}, "params.holidays"),
+        ({"horizon": "24h", "holidays": {"country": "AU", "subdivision": "ZZ"}}, "params.holidays"),
+        ({"horizon": "24h", "holidays": "AU"}, "holidays"),
+        ({"horizon": "24h", "timezone": "Mars/Olympus"}, "params.timezone"),
     ],
 )
 def test_invalid_params_name_the_field(
@@ -124,4 +132,69 @@ def test_cleaning_and_the_chosen_method_are_logged(
     logs = run_prediction(load_pairs, {"horizon": "1h"}).logs
     events = {entry["event"]: entry for entry in logs}
     assert events["series_cleaned"]["points"] == len(load_pairs)
-    assert events["forecast_done"]["method"] in ("holt_winters", "seasonal_naive_week")
+    assert events["forecast_done"]["method"] in ("auto", *METHODS)
+    assert sum(events["forecast_done"]["weights"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_result_names_the_combined_methods_weights_and_scores(
+    load_pairs: list[list[float]], run_prediction: Any
+) -> None:
+    """auto's result lists each method used with its weight and back-test, weights summing to 1."""
+    data = run_prediction(load_pairs, {"horizon": "1d"}).data
+    combination = data["combination"]
+    assert combination and sum(item["weight"] for item in combination) == pytest.approx(1, abs=1e-3)
+    for item in combination:
+        assert item["method"] in METHODS
+        assert item["backtest"]["method"] == item["method"]
+        assert item["backtest"]["origins"] == BACKTEST_DAYS
+    scored = {item["method"] for item in data["candidates"]}
+    assert {item["method"] for item in combination} <= scored == set(METHODS)
+    if data["method"] == "auto":
+        assert set(data["fitted"]) == {item["method"] for item in combination}
+
+
+def test_a_holiday_in_the_forecast_is_forecast_like_a_sunday(
+    synthetic_load: Any, run_prediction: Any
+) -> None:
+    """With holidays on, a Monday public holiday is forecast at the Sunday level, not a Monday's.
+
+    The synthetic load is 120 W higher on weekends; 2023-12-25 (Christmas, a Monday) follows.
+    """
+    start = 1_700_438_400  # Monday 2023-11-20 00:00 UTC: five weeks end on Sunday 24 Dec
+    values = synthetic_load(35, noise=5.0)
+    pairs = [[start + 1800 * i, float(v)] for i, v in enumerate(values)]
+    plain = run_prediction(pairs, {"horizon": "1d"}).data
+    holiday = run_prediction(
+        pairs, {"horizon": "1d", "holidays": {"country": "GB", "subdivision": "ENG"}}
+    ).data
+    plain_mean = np.mean([v for _, v in plain["forecast"]])
+    holiday_mean = np.mean([v for _, v in holiday["forecast"]])
+    assert holiday_mean - plain_mean == pytest.approx(120.0, abs=25.0)
+    assert holiday["holidays"]["in_forecast"] == [{"date": "2023-12-25", "name": "Christmas Day"}]
+    assert plain["holidays"] is None
+
+
+def test_a_past_holiday_is_not_copied_into_the_following_week(
+    synthetic_load: Any, run_prediction: Any
+) -> None:
+    """A Monday holiday in the input is not copied into the weekly naive forecast of next Monday.
+
+    The input's last Monday (2024-01-01, New Year's Day) looked like a Sunday (+120 W).
+    """
+    start = 1_702_252_800  # Monday 2023-12-11 00:00 UTC: four weeks end on Sunday 7 Jan 2024
+    values = synthetic_load(28, noise=5.0)
+    day_of_new_year = 21 * 48
+    values[day_of_new_year : day_of_new_year + 48] += 120.0
+    pairs = [[start + 1800 * i, float(v)] for i, v in enumerate(values)]
+    params: dict[str, Any] = {"horizon": "1d", "method": "seasonal_naive_week"}
+    copied = run_prediction(pairs, params).data
+    params["holidays"] = {"country": "GB", "subdivision": "ENG"}
+    adjusted = run_prediction(pairs, params).data
+    copied_mean = np.mean([v for _, v in copied["forecast"]])
+    adjusted_mean = np.mean([v for _, v in adjusted["forecast"]])
+    assert copied_mean - adjusted_mean == pytest.approx(120.0, abs=25.0)
+    assert [d["date"] for d in adjusted["holidays"]["in_input"]] == [
+        "2023-12-25",
+        "2023-12-26",
+        "2024-01-01",
+    ]

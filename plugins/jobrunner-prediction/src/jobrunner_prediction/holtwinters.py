@@ -164,14 +164,7 @@ class HoltWinters:
 
     def forecast_paths(self, origins: npt.NDArray[np.int64], horizon: int) -> FloatArray:
         """Return a (len(origins), horizon) array of forecasts from each origin index."""
-        steps = np.arange(1, horizon + 1)
-        origins = np.asarray(origins, dtype=np.int64)[:, None]
-        paths = self.states.level[origins + 1] + self.phi**steps * self.states.eps[origins]
-        for s, period in zip(self.states.seasonal, self.periods, strict=True):
-            # The latest index for the target's phase: one, two, ... cycles back.
-            back = period * ((steps + period - 1) // period)
-            paths = paths + s[period + origins + steps - back]
-        return np.asarray(paths, dtype=np.float64)
+        return _paths(self.states, self.periods, self.phi, origins, horizon)
 
     def forecast_sd(self, horizon: int) -> FloatArray:
         """Approximate standard deviation of the 1..horizon step forecast errors.
@@ -199,6 +192,40 @@ class HoltWinters:
         }
 
 
+def _paths(
+    states: States,
+    periods: Sequence[int],
+    phi: float,
+    origins: npt.NDArray[np.int64],
+    horizon: int,
+) -> FloatArray:
+    """Forecasts 1..horizon steps after each origin index, from the filter's states."""
+    steps = np.arange(1, horizon + 1)
+    at = np.asarray(origins, dtype=np.int64)[:, None]
+    paths = states.level[at + 1] + phi**steps * states.eps[at]
+    for s, period in zip(states.seasonal, periods, strict=True):
+        # The latest index for the target's phase: one, two, ... cycles back.
+        back = period * ((steps + period - 1) // period)
+        paths = paths + s[period + at + steps - back]
+    return np.asarray(paths, dtype=np.float64)
+
+
+def _horizon_objective(
+    theta: FloatArray,
+    y: FloatArray,
+    periods: Sequence[int],
+    init: tuple[float, list[FloatArray]],
+    origins: npt.NDArray[np.int64],
+    horizon: int,
+) -> float:
+    """Mean squared error of the 1..horizon step forecasts from ``origins``."""
+    states = run_filter(y, float(theta[0]), theta[1:-1].tolist(), periods, *init)
+    paths = _paths(states, periods, float(theta[-1]), origins, horizon)
+    err = y[origins[:, None] + np.arange(1, horizon + 1)] - paths
+    value = float(np.mean(err**2))
+    return value if np.isfinite(value) else 1e300
+
+
 def _objective(
     theta: FloatArray, y: FloatArray, periods: Sequence[int], init: tuple[float, list[FloatArray]]
 ) -> float:
@@ -216,8 +243,16 @@ def fit_holt_winters(
     *,
     progress: Callable[[float], None] | None = None,
     max_iterations: int = 60,
+    horizon: int | None = None,
 ) -> HoltWinters:
-    """Fit the model to ``y`` by least squares of the adjusted one-step errors.
+    """Fit the model to ``y`` by least squares of its forecast errors.
+
+    Without ``horizon``: the adjusted one-step errors, as Taylor (2003). With
+    it: the errors of the forecasts 1..horizon steps ahead from origins spread
+    over the data (after the first longest cycle), ``phi`` included in the
+    search. A model used a day ahead should be fitted a day ahead: fitted one
+    step ahead it chases the last hour's anomaly (large alpha, seasonal
+    gammas at 1) and carries it across the next day.
 
     A coarse grid of starting points is scored first, then L-BFGS-B refines the
     best one within [0, 1] for every smoothing parameter.
@@ -227,6 +262,7 @@ def fit_holt_winters(
         periods: seasonal periods in steps, ascending, each a multiple of the first.
         progress: called with a fraction 0..1 as the optimiser advances.
         max_iterations: L-BFGS-B iteration limit.
+        horizon: fit on the errors over leads 1..horizon (see above).
 
     Raises:
         ValueError: ``y`` is shorter than the longest period, or periods are not nested.
@@ -243,6 +279,8 @@ def fit_holt_winters(
     y = np.asarray(y, dtype=np.float64)
     init = initial_state(y, periods)
     k = len(periods)
+    if horizon is not None:
+        return _fit_on_horizon(y, periods, init, horizon, progress, max_iterations)
     grid = [
         np.array([alpha, *([gamma] * k)]) for alpha in (0.05, 0.3, 0.7) for gamma in (0.05, 0.3)
     ]
@@ -276,6 +314,68 @@ def fit_holt_winters(
         periods=periods,
         alpha=float(theta[0]),
         gammas=tuple(float(g) for g in theta[1:]),
+        phi=phi,
+        sigma=float(np.sqrt(np.mean(adjusted**2))),
+        states=states,
+        initial=(init[0], tuple(init[1])),
+    )
+
+
+#: Forecast origins used when fitting on the horizon error, at most.
+HORIZON_ORIGINS = 96
+
+
+def _fit_on_horizon(
+    y: FloatArray,
+    periods: tuple[int, ...],
+    init: tuple[float, list[FloatArray]],
+    horizon: int,
+    progress: Callable[[float], None] | None,
+    max_iterations: int,
+) -> HoltWinters:
+    """Fit alpha, gammas and phi on the squared errors over leads 1..horizon."""
+    lead = max(1, min(horizon, len(y) // 4))
+    first = min(periods[-1], len(y) // 2)
+    last = len(y) - lead - 1
+    if last < first:
+        first = 0
+    origins = np.unique(np.linspace(first, last, HORIZON_ORIGINS).astype(np.int64))
+    k = len(periods)
+    grid = [
+        np.array([alpha, *([gamma] * k), 0.5])
+        for alpha, gamma in ((0.02, 0.05), (0.1, 0.2), (0.4, 0.1))
+    ]
+    args = (y, periods, init, origins, lead)
+    scores = [_horizon_objective(theta, *args) for theta in grid]
+    start = grid[int(np.argmin(scores))]
+    if progress is not None:
+        progress(0.2)
+    iteration = [0]
+
+    def report(_: FloatArray) -> None:
+        iteration[0] += 1
+        if progress is not None:
+            progress(min(0.95, 0.2 + 0.75 * iteration[0] / max_iterations))
+
+    result = minimize(
+        _horizon_objective,
+        start,
+        args=args,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * (k + 1) + [(0.0, _PHI_LIMIT)],
+        callback=report,
+        options={"maxiter": min(max_iterations, 20), "ftol": 1e-6},
+    )
+    theta = np.clip(result.x, 0.0, 1.0)
+    alpha, gammas, phi = float(theta[0]), theta[1:-1].tolist(), float(min(theta[-1], _PHI_LIMIT))
+    states = run_filter(y, alpha, gammas, periods, *init)
+    adjusted = states.eps[1:] - phi * states.eps[:-1]
+    if progress is not None:
+        progress(1.0)
+    return HoltWinters(
+        periods=periods,
+        alpha=alpha,
+        gammas=tuple(float(g) for g in gammas),
         phi=phi,
         sigma=float(np.sqrt(np.mean(adjusted**2))),
         states=states,

@@ -17,8 +17,9 @@ from jobrunner.timeseries import (
     regularize,
 )
 
+from jobrunner_prediction.daytypes import build_calendar
 from jobrunner_prediction.durations import format_duration
-from jobrunner_prediction.forecast import predict
+from jobrunner_prediction.forecast import Backtest, predict
 from jobrunner_prediction.params import MAX_HORIZON_STEPS, PredictionParams, divides_day
 
 __all__ = ["Prediction", "default_interval"]
@@ -74,9 +75,25 @@ class Prediction(JobType):
         series = regularize(readings, step=step, unit=unit)
         day = round(_DAY / step)
         ctx.log.info("series_cleaned", points=len(series.values), interval=step, **series.stats)
+        calendar = None
+        if params.holidays is not None:
+            calendar = build_calendar(
+                series.start,
+                step,
+                len(series.values) + horizon,
+                params.holidays.country,
+                params.holidays.subdivision,
+                params.timezone,
+            )
         try:
             result, used, scores = predict(
-                series.values, day, horizon, params.method, progress=ctx.progress
+                series.values,
+                day,
+                horizon,
+                params.method,
+                progress=ctx.progress,
+                level=params.level,
+                calendar=calendar,
             )
         except ValueError as exc:
             raise InputInvalid(
@@ -85,36 +102,48 @@ class Prediction(JobType):
             ) from None
         z = NormalDist().inv_cdf(0.5 + params.level / 2.0)
         stamps = series.end + step * np.arange(horizon, dtype=np.float64)
-        ctx.log.info("forecast_done", method=result.method, horizon=horizon)
+        ctx.log.info("forecast_done", method=result.method, weights=result.weights, horizon=horizon)
 
         def out(watts: npt.NDArray[np.float64]) -> list[Any]:
             return _pairs(stamps, from_watts(watts, unit, step))
 
-        def backtest_json(score: Any) -> dict[str, Any]:
+        def backtest_json(score: Backtest) -> dict[str, Any]:
             error = float(from_watts(np.array([score.mae]), unit, step)[0])
-            return {
-                "method": score.method,
-                "steps": score.steps,
-                "origins": score.origins,
-                "mape": score.mape,
-                "mae": error,
-            }
+            return {**score.to_json(), "mae": round(error, 6)}
+
+        def in_unit(fitted: dict[str, Any]) -> dict[str, Any]:
+            if "sigma" in fitted:
+                sigma = float(from_watts(np.array([fitted["sigma"]]), unit, step)[0])
+                return {**fitted, "sigma": round(sigma, 6)}
+            return fitted
 
         fitted = dict(result.fitted)
-        if "sigma" in fitted:
-            fitted["sigma"] = round(
-                float(from_watts(np.array([fitted["sigma"]]), unit, step)[0]), 6
-            )
+        holidays = fitted.pop("holidays", None)
+        if result.method == "auto":
+            fitted = {name: in_unit(value) for name, value in fitted.items()}
+        else:
+            fitted = in_unit(fitted)
+        by_method = {score.method: score for score in scores}
+        combination = [
+            {
+                "method": name,
+                "weight": weight,
+                "backtest": backtest_json(by_method[name]) if name in by_method else None,
+            }
+            for name, weight in sorted(result.weights.items(), key=lambda item: -item[1])
+        ]
         return {
             "forecast": out(result.mean),
             "lower": out(result.mean - z * result.sd),
             "upper": out(result.mean + z * result.sd),
             "method": result.method,
+            "combination": combination,
             "fitted": fitted,
             "backtest": backtest_json(used) if used is not None else None,
             "candidates": [backtest_json(score) for score in scores],
             "interval": step,
             "unit": unit,
             "level": params.level,
+            "holidays": holidays,
             "input": {**series.stats, "start": series.start, "end": series.end},
         }
