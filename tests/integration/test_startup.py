@@ -179,8 +179,10 @@ def test_closed_pipe_is_quiet(command: list[str], beanstalkd: Beanstalkd) -> Non
         os.close(write_end)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "BrokenPipeError" not in proc.stderr, proc.stderr
-    # argparse prints --help itself and ignores a failed write: it exits 0.
-    assert proc.returncode == (0 if "--help" in args else 141)
+    # argparse prints --help itself: newer Pythons' argparse ignores a failed write and
+    # exits 0 (3.11.7); in older ones (Debian 12's 3.11.2) the write fails and the CLI
+    # exits 141 like any other command.
+    assert proc.returncode in ((0, 141) if "--help" in args else (141,))
 
 
 def test_dashboard_refuses_other_addresses_without_a_token(busy_port: int) -> None:
