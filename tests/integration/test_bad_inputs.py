@@ -1041,6 +1041,28 @@ TABLE = [
     refused(
         "client-lone-surrogate-in-result", "unpaired surrogate", result="{res}\ud800{name}.json"
     ),
+    # -- the prediction job type's holiday and time-zone params --
+    *(
+        row(
+            f"prediction-{name}",
+            Bad("invalid_params", says, job(type="prediction", params={"horizon": "1d", **p})),
+            pytest.mark.skipif(
+                importlib.util.find_spec("jobrunner_prediction") is None and not IN_CI,
+                reason="the prediction plugin is not installed",
+            ),
+        )
+        for name, says, p in (
+            ("unknown-country", "params.holidays", {"holidays": {"country": "ZZ"}}),
+            (
+                "unknown-subdivision",
+                "params.holidays",
+                {"holidays": {"country": "AU", "subdivision": "../../etc"}},
+            ),
+            ("holidays-not-an-object", "holidays", {"holidays": ["AU"] * 10_000}),
+            ("unknown-timezone", "params.timezone", {"timezone": "../../../etc/passwd"}),
+            ("timezone-not-a-string", "timezone", {"timezone": {"utc": 1}}),
+        )
+    ),
 ]
 
 
