@@ -337,7 +337,7 @@ def locate(config: Config, text: str, servers: Servers | None = None) -> Located
     tubes = list(config.tube)
     server, sep, number = text.rpartition("/")
     elsewhere: list[str] = []
-    if number.isdigit() and (sep or text.isdigit()):
+    if number.isdigit() and int(number) < 2**63 and (sep or text.isdigit()):
         conns = [Connection(server)] if sep else servers.conns
         found: list[Located] = []
         for conn in conns:

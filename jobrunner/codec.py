@@ -96,6 +96,9 @@ def _make_converter() -> cattrs.Converter:
     # ``Any`` passes through unchanged. A predicate hook, because cattrs refuses
     # ``register_structure_hook(Any, ...)`` on Python 3.10 (Any is no class there).
     conv.register_structure_hook_func(lambda cls: cls is Any, lambda value, _: value)
+    # A job type's `data` is JSON already: walking it value by value cost 0.6 s
+    # for a 5 MB result. Pass it (and `meta`'s values) through unchanged.
+    conv.register_unstructure_hook_func(lambda cls: cls is Any, lambda value: value)
     return conv
 
 
@@ -327,7 +330,16 @@ def encode_result(doc: ResultDocument) -> bytes:
     Raises:
         ValueError: when ``data`` is not strict JSON (NaN, Infinity, objects).
     """
-    return json.dumps(result_to_dict(doc), separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(
+        result_to_dict(doc), separators=(",", ":"), allow_nan=False, default=_json_default
+    ).encode()
+
+
+def _json_default(value: Any) -> Any:
+    """Encode the one non-JSON type job types may return in ``data``: datetimes (RFC 3339)."""
+    if isinstance(value, dt.datetime):
+        return format_time(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def validate_result(doc: Any) -> list[str]:

@@ -60,6 +60,8 @@ KNOWN_OTHER_ENV = frozenset(
 _SERVICE_LINK_NAME = re.compile(
     r"[A-Z0-9_]*?(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)"
 )
+# beanstalkd's own rule for tube names (protocol.txt: "Names").
+_TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]{0,199}")
 _SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://[^/\s]+:\d+")
 _MIB = 1024 * 1024
 
@@ -535,6 +537,12 @@ def validate(config: Config) -> None:
         problems.append("beanstalk: at least one server is needed")
     if not config.tube:
         problems.append("tube: at least one tube is needed")
+    for tube in config.tube:
+        if not _TUBE_NAME.fullmatch(tube):
+            problems.append(
+                f"tube: {tube!r} is not a beanstalkd tube name (1-200 of letters, digits "
+                "and +/;.$_()-, not starting with -)"
+            )
     if config.base_url is not None and not config.base_url.startswith(("http://", "https://")):
         problems.append(f"base_url must be an http(s) URL, got {config.base_url!r}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -414,6 +414,7 @@ class Fetcher:
         try:
             parsed = httpx.URL(url)
             port = parsed.port
+            _ = parsed.host  # decodes IDNA: a malformed A-label (xn--...) raises here
         except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
             raise InputRefused(f"input URL {url!r} refused: not a valid URL ({exc})") from None
         if port is not None and not 0 < port < 65536:
@@ -487,6 +488,15 @@ class Fetcher:
             raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
         except httpx.HTTPError as exc:  # none other is expected; retrying is the safe side
             raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
+        except httpx.InvalidURL as exc:  # raised by httpx reading a redirect's Location
+            raise InputUnavailable(f"input {url}: redirect to an invalid URL ({exc})") from None
+        except UnicodeError as exc:
+            # httpx reads the Location of every redirect answer while receiving it, and
+            # decoding a malformed international name there (xn--...) raises UnicodeError.
+            raise InputRefused(
+                f"input {url} redirects to a refused URL: not a valid host name "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         finally:
             self._current.url = self._current.deadline = None
         raise InputUnavailable(

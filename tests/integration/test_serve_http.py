@@ -495,3 +495,27 @@ def test_nginx_in_front_of_jobrunner_serve(tmp_path: Path) -> None:
     finally:
         stop(process, signal.SIGQUIT)
         assert stop(serve) == 0
+
+
+def test_head_sends_no_body_on_the_wire(server: str) -> None:
+    """A HEAD answer carries GET's Content-Length but no body: a GET pipelined after it on
+    the same connection is read intact."""
+    port = int(server.rsplit(":", 1)[1])
+    request = (
+        b"HEAD /run/r.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"GET /run/r.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, get = answer.split(b"HTTP/1.1 ", 2)[1:]
+    assert head.startswith(b"200") and get.startswith(b"200")
+    assert f"content-length: {len(BODY)}".encode() in head.lower()
+    assert head.endswith(b"\r\n\r\n")  # headers only
+    assert get.endswith(b"\r\n\r\n" + BODY)

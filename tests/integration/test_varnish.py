@@ -235,7 +235,7 @@ def test_node_killed_mid_run_every_result_stays_readable(cluster: Cluster) -> No
     Varnish marks it sick and skips it, no read fails, every result — those the dead node
     finished too — is served done, and none that was done goes back."""
     victim = cluster.nodes[2]
-    names = [cluster.submit(f"batch-{k}", 1.0) for k in range(9)]
+    names = [cluster.submit(f"batch-{k}", 1.0) for k in range(12)]
     browsers = Browsers(cluster.varnish.base_url, names)
     browsers.start()
     try:

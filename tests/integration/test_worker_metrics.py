@@ -82,6 +82,8 @@ def test_metrics_count_jobs_and_health_follows_the_queue(
         assert sample(text, "jobrunner_queue_jobs", **tube, state="buried") == 1
         assert 'type="nope"' not in text  # untrusted names never become label values
         assert (sample(text, "process_resident_memory_bytes") or 0) > 10_000_000
+        for slot in ("0", "1"):  # the children, recycled on memory, are measured too
+            assert (sample(text, "jobrunner_child_resident_memory_bytes", slot=slot) or 0) > 5e6
         assert "jobrunner_build_info{" in text
         health = httpx.get(base + "/health", timeout=5)
         assert health.status_code == 200

@@ -258,3 +258,15 @@ def test_numbers_unicode_and_times_out_of_range_are_invalid(body: bytes, fragmen
 def test_paired_surrogates_are_fine() -> None:
     """An emoji spelled as a surrogate pair in JSON is valid text."""
     assert codec.loads_strict(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+
+
+def test_result_data_passes_through_and_datetimes_become_rfc3339() -> None:
+    """A job type's data is encoded as given; datetimes anywhere in it become RFC 3339 UTC."""
+    when = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+    doc = ResultDocument(
+        id="j", type="t", status="done", timestamp=when, data={"rows": [[1, 2.5, "x", None, when]]}
+    )
+    decoded = json.loads(codec.encode_result(doc))
+    assert decoded["data"] == {"rows": [[1, 2.5, "x", None, codec.format_time(when)]]}
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        codec.encode_result(attrs.evolve(doc, data={"bad": {1}}))

@@ -744,3 +744,27 @@ def test_raw_deflate_body_over_the_network_stream_is_decoded() -> None:
         )
     )
     assert f.fetch("https://data.example/raw.json").value == {"raw": True}
+
+
+@pytest.mark.parametrize("host", ["xn--", "xn--a.example", "xn--ls8h.example"])
+def test_malformed_punycode_is_refused_in_urls_and_redirects(host: str) -> None:
+    """A malformed international name (an xn-- label that is no valid Punycode) is
+    InputRefused as an input URL and as a redirect target; httpx's IDNA error never
+    escapes (it killed the child)."""
+    with Fetcher(Config()) as f, pytest.raises(InputRefused, match="not a valid URL"):
+        f.fetch(f"http://{host}/x.json")
+    location = f"http://{host}/x.json".encode()
+    recorder = Recorder(lambda r: httpx.Response(302, headers=[(b"Location", location)]))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputRefused, match="not a valid host name"):
+        f.fetch("http://93.184.216.34/start")
+
+
+def test_redirect_location_httpx_cannot_parse_is_a_job_failure() -> None:
+    """A Location header httpx itself refuses while reading the answer is a permanent
+    input failure naming the input, not an exception that kills the child."""
+    location = "http:\\\\][::1]~ß/:99999/ä".encode()
+    recorder = Recorder(lambda r: httpx.Response(302, headers=[(b"Location", location)]))
+    fetcher = Fetcher(Config(), transport=httpx.MockTransport(recorder))
+    with fetcher as f, pytest.raises(InputUnavailable, match="redirect to an invalid URL"):
+        f.fetch("http://93.184.216.34/start")

@@ -305,6 +305,13 @@ def test_cors_other_origin_gets_no_cors_headers(app: Any) -> None:
     assert "Origin" in r.headers["vary"]
 
 
+def test_cors_answers_vary_by_origin_even_without_one(app: Any, results: Path) -> None:
+    """With a list of origins every answer says Vary: Origin, also to a request without
+    Origin: a shared cache (Varnish) must not serve that copy to the portal's scripts."""
+    for r in (request(app, "GET", "/run/r.json"), request(app, "GET", "/nope.json")):
+        assert "Origin" in r.headers["vary"]
+
+
 def test_cors_without_configuration(results: Path) -> None:
     """Without --cors-origin no CORS headers are sent at all."""
     r = request(create_app(results), "GET", "/run/r.json", headers={"Origin": PORTAL})

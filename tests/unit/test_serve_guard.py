@@ -5,6 +5,7 @@ log rate limit and the connection budget (the real thing is tested through a run
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import time
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 
 from jobrunner.errors import ConfigError
+from jobrunner.serve import _logs
 from jobrunner.serve._guard import ConnectionGuard
 from jobrunner.serve._logs import RateLimit
 from jobrunner.serve._run import connection_budget
+from tests.support import capture_events
 
 
 class FakeTransport:
@@ -116,3 +119,33 @@ def test_connection_budget_fits_the_descriptor_limit() -> None:
     assert connection_budget(fits) == fits
     with pytest.raises(ConfigError, match="max_connections"):
         connection_budget(fits + 1)
+
+
+def test_library_records_are_bridged_and_rate_limited() -> None:
+    """A flood of asyncio or uvicorn error records becomes a few server events, the first
+    after the burst saying how many were suppressed."""
+    limit = RateLimit(burst=5, window=0.2)
+    bridge = _logs.StdlibBridge()
+    saved = _logs.log
+    _logs.log = _logs.ServeLog("jobrunner.serve", limit)
+    try:
+        with capture_events() as events:
+            for _ in range(100):
+                record = logging.LogRecord(
+                    "asyncio",
+                    logging.ERROR,
+                    __file__,
+                    1,
+                    "socket.accept() out of system resource",
+                    None,
+                    None,
+                )
+                bridge.handle(record)
+            time.sleep(0.25)
+            bridge.handle(record)
+    finally:
+        _logs.log = saved
+    errors = [e for e in events if e["event"] == "asyncio_error"]
+    assert len(errors) == 6
+    assert errors[-1]["suppressed"] == 95
+    assert "out of system resource" in errors[0]["message"]

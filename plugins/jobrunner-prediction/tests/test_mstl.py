@@ -35,7 +35,7 @@ def test_decomposition_recovers_daily_and_weekly_seasons() -> None:
 
 def test_an_outlier_day_does_not_bend_the_seasons() -> None:
     """Six hours 50 units off (a heat wave) stay in the rest; the weekly season barely moves."""
-    y, daily, weekly, _ = seasonal_series(noise=1.0)
+    y, _daily, _weekly, _ = seasonal_series(noise=1.0)
     odd = y.copy()
     odd[5 * 168 + 60 : 5 * 168 + 66] += 50.0
     clean = decompose(y, (24, 168)).seasonals[1]
@@ -45,7 +45,7 @@ def test_an_outlier_day_does_not_bend_the_seasons() -> None:
 
 def test_seasonal_forecast_repeats_the_last_cycle_phase_aligned() -> None:
     """The seasons' forecast continues the phase after the last point."""
-    y, daily, weekly, _ = seasonal_series()
+    y, _daily, _weekly, _ = seasonal_series()
     parts = decompose(y, (24, 168))
     ahead = parts.seasonal_forecast(30)
     t = np.arange(len(y), len(y) + 30)

@@ -121,6 +121,7 @@ BAD_WEATHER: list[tuple[str, Any, str]] = [
     ("NaN irradiance", csv_body(_with(10, 1, "nan")), "row 11: ghi is missing"),
     ("empty cell", csv_body(_with(3, 4, "")), "row 4: temp_air is missing"),
     ("text in a number column", csv_body(_with(7, 5, "calm")), "row 8: wind_speed is not a number"),
+    ("infinite irradiance", csv_body(_with(5, 2, "inf")), "row 6: dni is not a number ('inf');"),
     (
         "JSON null",
         {"columns": HEADER.split(","), "rows": _with(2, 2, None)},

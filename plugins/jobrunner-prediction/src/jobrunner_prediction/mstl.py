@@ -11,8 +11,8 @@ that an odd day (a heat wave, a holiday) does not bend the seasons.
 Smoothing across cycles is a NaN-aware weighted moving average with a
 triangular kernel: at the end of the series the window is one-sided, so the
 last cycle's season is a weighted mean of the most recent cycles, which is
-what a forecast repeats. Everything is whole-array NumPy: about a
-millisecond for eight weeks of half-hours.
+what a forecast repeats. Everything is whole-array NumPy: a few
+milliseconds for eight weeks of half-hours.
 
 The rest (trend plus remainder) is forecast by one of
 

@@ -233,12 +233,12 @@ def _numbers(column: pd.Series, name: str) -> FloatArray:
     if len(bad):
         row = int(bad[0])
         cell = column.iloc[row]
-        what = (
-            "is missing" if cell is None or str(cell).strip() in ("", "nan") else "is not a number"
-        )
+        text = "" if cell is None else str(cell).strip()
+        # An empty or NaN cell is missing; anything else is shown as written (a
+        # str, not the repr of NumPy's float: "inf", not "np.float64(inf)").
+        what = "is missing" if text.lower() in ("", "nan") else f"is not a number ({text!r:.40})"
         raise InputInvalid(
-            f"{_NAME}: row {row + 1}: {name} {what} ({cell!r:.40}); "
-            f"every row needs all of {', '.join(COLUMNS)}"
+            f"{_NAME}: row {row + 1}: {name} {what}; every row needs all of {', '.join(COLUMNS)}"
         )
     return numbers
 
