@@ -9,6 +9,12 @@ loopback, with the same job bodies:
 
 * ``raw``: the limit — bare greenstalk reserve → json.loads → delete loops,
   one process per unit of concurrency;
+* ``same work by hand``: the baseline for jobrunner's own cost — two
+  processes of a minimal greenstalk + httpx loop doing exactly what ``echo``
+  does (reserve, GET the input on a kept-alive connection, write a timestamped
+  JSON document to a temp file, fsync, rename, fsync the directory, delete);
+  ``jobrunner echo`` at concurrency 2 divided by it is the framework's
+  efficiency (target: 0.8 or more);
 * ``jobrunner``: ``echo`` jobs end to end — reserve, hand to a child process,
   fetch a small JSON input over HTTP (nginx when installed, else
   ``jobrunner serve``), publish the result with the file publisher (temp file,
@@ -193,6 +199,54 @@ with greenstalk.Client((host, port), encoding=None, watch=tube) as c:
         json.loads(job.body)
         c.delete(job)
 """
+
+
+#: The same work as jobrunner's ``echo`` job, by hand: reserve, GET the input over a
+#: kept-alive connection, write a timestamped JSON document to a temp file, fsync it,
+#: rename it into place, fsync the directory (as jobrunner's atomic writer does), delete.
+SAME_WORK_CONSUMER = """
+import datetime, json, os, sys, tempfile, greenstalk, httpx
+host, port, tube, results, base = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+http = httpx.Client()
+with greenstalk.Client((host, port), encoding=None, watch=tube) as c:
+    while True:
+        try:
+            job = c.reserve(timeout=1)
+        except greenstalk.TimedOutError:
+            break
+        doc = json.loads(job.body)
+        data = http.get(doc["input"]).json()
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = json.dumps({"id": doc["id"], "type": doc["type"], "status": "done",
+                           "timestamp": now, "data": {"input": data, "params": doc["params"]}})
+        path = os.path.join(results, doc["result"][len(base):])
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+        os.write(fd, body.encode())
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(folder, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+        c.delete(job)
+"""
+
+
+def bench_same_work(services: Services, work: Path, n: int, concurrency: int) -> float:
+    """jobs/s of SAME_WORK_CONSUMER in ``concurrency`` processes."""
+    tube = f"same-{concurrency}-{uuid.uuid4().hex[:6]}"
+    results = work / tube
+    base_url = "http://results.bench/"
+    fill(services.beanstalk, tube, [job_body(services.input_url, base_url, i) for i in range(n)])
+    host, port = services.beanstalk.split(":")
+    cmd = [sys.executable, "-c", SAME_WORK_CONSUMER, host, port, tube, str(results), base_url]
+    procs = [subprocess.Popen(cmd) for _ in range(concurrency)]
+    seconds = time_drain(services.beanstalk, tube, n)
+    for proc in procs:
+        proc.wait(timeout=30)
+    return n / seconds
 
 
 def bench_raw(services: Services, n: int, concurrency: int) -> float:
@@ -407,6 +461,15 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": 1.0,
                 }
             )
+        same = bench_same_work(services, work, n, 2)
+        rows.append(
+            {
+                "name": "same work by hand (greenstalk+httpx), 2 processes",
+                "concurrency": 2,
+                "jobs_per_s": same,
+                "ratio": same / raw[2],
+            }
+        )
         configs = [(1, 1), (2, 1), (4, 1), (1, 2)] if not args.quick else [(2, 1), (1, 2)]
         for concurrency, workers in configs:
             measured = bench_jobrunner(services, work, n, concurrency, workers)
@@ -424,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": measured["jobs_per_s"] / raw[min(total, 4)],
                 }
             )
+            if (concurrency, workers) == (2, 1):
+                report["echo_vs_same_work"] = measured["jobs_per_s"] / same
         report["latency"] = bench_latency(services, work, 100 if args.quick else 300, 50.0)
     finally:
         services.stop()
@@ -436,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{row['rss_peak_mb']:.0f} MB" if "rss_peak_mb" in row else ""
         print(
             f"{row['name']:<40} {row['jobs_per_s']:>9.0f} {row['ratio']:>7.2f} {idle:>9} {peak:>9}"
+        )
+    if "echo_vs_same_work" in report:
+        print(
+            "\njobrunner echo at concurrency 2 / the same work by hand in 2 processes: "
+            f"{report['echo_vs_same_work']:.2f}"
         )
     lat = report["latency"]
     print(

@@ -325,9 +325,9 @@ class RsyncDaemon:
     is the directory the module writes to.
     """
 
-    def __init__(self, root: Path, path: Path | None = None) -> None:
+    def __init__(self, root: Path, path: Path | None = None, port: int | None = None) -> None:
         binary = require_binary("rsync")
-        self.port = free_port()
+        self.port = port or free_port()
         self.path = path or root / "peer-daemon"
         self.path.mkdir(parents=True, exist_ok=True)
         root.mkdir(parents=True, exist_ok=True)
@@ -829,6 +829,91 @@ def count_runs(ctx):
 def pid(ctx):
     """Return the child's pid."""
     return {"pid": os.getpid()}
+
+
+_HELPER = """
+import os, sys, time
+runs, job, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "double-fork":
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+fd = os.open(runs, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, f"{job} {os.getpid()} 0 helper-{mode}\\\\n".encode())
+os.close(fd)
+time.sleep(120)
+"""
+
+
+def helpers(ctx):
+    """Start a setsid helper and a double-forking daemon, then end as params.then says:
+    "return", "raise", "hang", "exit" (os._exit) or "sleep" (params.seconds)."""
+    import subprocess
+    import sys
+
+    runs = ctx.params["runs_file"]
+    subprocess.Popen([sys.executable, "-c", _HELPER, runs, ctx.job.id, "setsid"],
+                     start_new_session=True)
+    subprocess.run([sys.executable, "-c", _HELPER, runs, ctx.job.id, "double-fork"], check=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # both helpers are up and have written their line
+        try:
+            with open(runs) as fh:
+                if sum(line.startswith(f"{ctx.job.id} ") and "helper-" in line for line in fh) >= 2:
+                    break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    _mark(ctx, "start")
+    then = ctx.params.get("then", "return")
+    if then == "raise":
+        raise ValueError("failing after starting helpers")
+    if then == "exit":
+        os._exit(5)
+    if then in ("hang", "sleep"):
+        end = time.monotonic() + float(ctx.params.get("seconds", 3600))
+        while time.monotonic() < end:
+            time.sleep(0.05)
+    return {"pid": os.getpid()}
+
+
+def messy(ctx):
+    """Print, then break the process's streams, directory and environment as asked."""
+    import sys
+
+    print("hello from", ctx.job.id)
+    print("to stderr", file=sys.stderr)
+    sys.stdout.write("no newline at the end")
+    os.environ["JR_LEFT_BEHIND"] = "1"
+    os.chdir("/")
+    how = ctx.params.get("how", "")
+    if how == "close-fds":
+        sys.stdout.flush()
+        os.close(1)
+        os.close(2)
+        os.close(0)
+    elif how == "close-streams":
+        sys.stdout.close()
+        sys.stderr.close()
+    elif how == "replace":
+        sys.stdout = open(os.devnull, "w")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    return {"ok": True}
+
+
+def clean(ctx):
+    """Report what this job finds: directory, environment, working streams."""
+    import sys
+
+    print("clean job prints", ctx.job.id)
+    print("and to stderr", file=sys.stderr)
+    return {
+        "cwd": os.getcwd(),
+        "left": os.environ.get("JR_LEFT_BEHIND"),
+        "stdin": sys.stdin.read(),
+    }
 '''
 
 TEST_JOB_TYPES = (
@@ -843,6 +928,9 @@ TEST_JOB_TYPES = (
     "memory_hog",
     "count_runs",
     "pid",
+    "helpers",
+    "messy",
+    "clean",
 )
 
 

@@ -15,19 +15,22 @@ decides when children stop) and talk over two private pipes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from jobrunner._log import get_logger
-from jobrunner._worker import protocol
-from jobrunner._worker.protocol import Finished, RunJob
+from jobrunner._worker import protocol, tree
+from jobrunner._worker.protocol import Finished, Replicate, RunJob
 from jobrunner.config import Config
 
-__all__ = ["ChildDied", "ChildHandle", "describe_exit"]
+__all__ = ["ChildDied", "ChildHandle", "describe_exit", "sweep_strays"]
 
 log = get_logger(__name__)
 
@@ -67,12 +70,19 @@ class ChildHandle:
         slot: the slot number, for logs.
     """
 
-    def __init__(self, config: Config, slot: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        slot: int,
+        on_replicate: Callable[[tuple[str, ...], bool], None] | None = None,
+    ) -> None:
         self.config = config
         self.slot = slot
+        self._on_replicate = on_replicate
         self.jobs_done = 0
         self.rss = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None  # the write end; closed, the child ends
         self._inbox: Connection | None = None  # child → worker
         self._outbox: Connection | None = None  # worker → child
 
@@ -89,32 +99,25 @@ class ChildHandle:
     def start(self) -> None:
         """Start the child and wait until it has loaded its settings.
 
-        Call it from the slot thread that owns the child: the child's
-        ``PR_SET_PDEATHSIG`` fires when the *thread* that forked it ends, and
-        the slot thread lives exactly as long as the worker needs the child.
-
         Raises:
             ChildDied: it exited or did not become ready within START_TIMEOUT.
         """
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        lifeline_r, self._lifeline = os.pipe()
+        passed = (to_child_r, from_child_w, lifeline_r)
         try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jobrunner._worker.child_main",
-                    str(to_child_r),
-                    str(from_child_w),
-                    str(os.getpid()),
-                ],
-                pass_fds=(to_child_r, from_child_w),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            with _SPAWNING:  # a stray sweep must not take a child being born for a stray
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "jobrunner._worker.child_main", *map(str, passed)],
+                    pass_fds=passed,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                _CHILDREN.add(self.proc.pid)
         finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
+            for fd in passed:
+                os.close(fd)
         self._outbox = Connection(to_child_w, readable=False)
         self._inbox = Connection(from_child_r, writable=False)
         self.jobs_done = 0
@@ -145,12 +148,22 @@ class ChildHandle:
         Raises:
             ChildDied: the child exited or was killed.
         """
-        message = self._receive(timeout)
-        if isinstance(message, Finished):
-            self.rss = message.rss
-            self.jobs_done += 1
-            return message
-        return None
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._receive(deadline - time.monotonic())
+            if isinstance(message, Replicate):
+                self._replicate(message.paths, message.final)
+                continue
+            if isinstance(message, Finished):
+                self.rss = message.rss
+                self.jobs_done += 1
+                self._replicate(message.replicate, True)
+                return message
+            return None
+
+    def _replicate(self, paths: tuple[str, ...], final: bool) -> None:
+        if paths and self._on_replicate is not None:
+            self._on_replicate(paths, final)
 
     def _receive(self, timeout: float) -> protocol.Message | None:
         assert self._inbox is not None
@@ -187,15 +200,12 @@ class ChildHandle:
     def stop(self, timeout: float | None = None) -> None:
         """Ask the child to exit after its current job; kill it if it does not.
 
-        By default the child gets 5 s, plus the rsync time-out when rsync peers
-        are configured: on exit it gives pending pushes to peers a last try.
+        By default the child gets 5 s.
         """
         if self.proc is None:
             return
         if timeout is None:
             timeout = 5.0
-            if "rsync" in self.config.publisher:
-                timeout += self.config.rsync_timeout
         if self.alive and self._outbox is not None:
             try:
                 protocol.send_stop(self._outbox)
@@ -208,30 +218,83 @@ class ChildHandle:
         self.kill()
 
     def kill(self, grace: float = KILL_GRACE) -> None:
-        """Stop the child now: SIGTERM, then SIGKILL after ``grace`` seconds.
+        """Stop the child and everything its jobs started: SIGTERM, SIGKILL after ``grace``.
 
-        The signals go to the child's whole process group (it leads its own
-        session), so programs a job type started die with it.
+        SIGTERM goes to the child's process group and to every process below
+        the child (also those that left the group with ``setsid``); after
+        ``grace`` seconds, or once the child is gone, every process still in
+        the tree is stopped and killed. What the child's death handed up to
+        the worker (it is their subreaper) is swept up last.
         """
         proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
+            below = tree.descendants(proc.pid)
             _signal_group(proc, signal.SIGTERM)
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             if proc.poll() is None:
                 log.warning("child_killed", slot=self.slot, pid=proc.pid, grace=grace)
-                _signal_group(proc, signal.SIGKILL)
+                tree.kill_tree(proc.pid)
                 proc.wait()
-        # Whatever the job type left running in the group goes too.
-        _signal_group(proc, signal.SIGKILL)
+            for pid in below:  # handed up to the worker when the child died
+                tree.kill_tree(pid)
+        self._close()
+        with _SPAWNING:
+            _CHILDREN.discard(proc.pid)
+        self.proc = None
+        sweep_strays()
+
+    def _close(self) -> None:
         for conn in (self._inbox, self._outbox):
             if conn is not None:
                 conn.close()
         self._inbox = self._outbox = None
-        self.proc = None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+
+#: Pids of the live children of this worker (guarded by _SPAWNING).
+_CHILDREN: set[int] = set()
+_SPAWNING = threading.Lock()
+
+
+def sweep_strays() -> int:
+    """Kill and reap what dead children left behind; return how many there were.
+
+    The worker is a subreaper: when a child dies, what its jobs started and
+    left running is handed up to the worker. Such a stray is a process of
+    the worker that is neither a live child nor in the worker's own session
+    (the rsync pushes are).
+    """
+    me, session = os.getpid(), os.getsid(0)
+    with _SPAWNING:
+        table = tree.parents()
+        strays = [
+            pid
+            for pid, (ppid, sid) in table.items()
+            if ppid == me and sid != session and pid not in _CHILDREN
+        ]
+    for pid in strays:
+        tree.kill_tree(pid)
+    for pid in strays:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.005)
+    if strays:
+        log.warning("job_processes_killed", count=len(strays), note="left by a dead child")
+    return len(strays)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from jobrunner import codec
 from jobrunner._log import get_logger, job_context
 from jobrunner._worker.documents import ResultBuilder, error_of, publish_document
 from jobrunner._worker.progress import ProgressReporter, Scheduler
-from jobrunner._worker.protocol import Finished, RunJob
+from jobrunner._worker.protocol import Finished, Replicate, RunJob
+from jobrunner._worker.slate import Slate
 from jobrunner.config import Config
 from jobrunner.context import Context
 from jobrunner.errors import InputInvalid, InvalidParams, JobFailure, PluginError, Retry
@@ -50,7 +52,14 @@ def _rss_bytes() -> int:
 class JobExecutor:
     """Runs jobs in this process; one per child process, reused across jobs."""
 
-    def __init__(self, config: Config, *, publishers: PublisherChain | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        publishers: PublisherChain | None = None,
+        notify: Callable[[Replicate], None] | None = None,
+        slate: Slate | None = None,
+    ) -> None:
         from jobrunner.fetch import Fetcher  # imported here: httpx is a child-only cost
 
         self.config = config
@@ -58,6 +67,20 @@ class JobExecutor:
         self.scheduler = Scheduler()
         self.publishers = publishers if publishers is not None else build_publishers(config)
         self.fetcher = Fetcher(config)
+        self._notify = notify
+        self._slate = slate
+        self._written: list[str] = []  # final documents to replicate, sent with Finished
+        for publisher in self.publishers.publishers:
+            # Replication (rsync) outlives this process: the worker pushes what we wrote.
+            forward_to = getattr(publisher, "forward_to", None)
+            if forward_to is not None:
+                forward_to(self._forward)
+
+    def _forward(self, rel: str, final: bool) -> None:
+        if final:
+            self._written.append(rel)
+        elif self._notify is not None:
+            self._notify(Replicate((rel,), final=False))
 
     def close(self) -> None:
         """Release the HTTP connections and publishers."""
@@ -82,7 +105,17 @@ class JobExecutor:
             except Retry as retry:
                 error = ErrorInfo(code="retry_requested", message=retry.reason, retryable=True)
                 return self._finished(builder, timings, error, retry_delay=retry.delay)
+            finally:
+                self._clean_up(bound)
         return self._finished(builder, timings, None)
+
+    def _clean_up(self, bound: Any) -> None:
+        """Undo what the job did to this process (streams, directory, environment, programs)."""
+        if self._slate is None:
+            return
+        leftovers = self._slate.restore()
+        if leftovers:
+            bound.warning("job_leftovers_killed", processes=leftovers)
 
     def _finished(
         self,
@@ -91,7 +124,9 @@ class JobExecutor:
         error: ErrorInfo | None,
         retry_delay: float | None = None,
     ) -> Finished:
+        written, self._written = tuple(self._written), []
         return Finished(
+            replicate=written,
             error=error,
             retry_delay=retry_delay,
             started=builder.started,

@@ -17,10 +17,13 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from jobrunner._log import get_logger
+from jobrunner._worker import tree
+from jobrunner._worker.child_handle import sweep_strays
 from jobrunner._worker.documents import ResultBuilder, publish_failure, publish_note
+from jobrunner._worker.litter import sweep_litter
 from jobrunner._worker.slot import Slot
 from jobrunner.config import Config
 from jobrunner.errors import JobNotFound, QueueError
@@ -33,6 +36,20 @@ __all__ = ["Worker"]
 
 log = get_logger(__name__)
 
+#: Seconds between sweeps for processes that dead children left behind.
+_SWEEP_EVERY = 2.0
+
+
+@runtime_checkable
+class Replicator(Protocol):
+    """A publisher that copies written files elsewhere in the background (rsync)."""
+
+    def replicate(self, rel: str, final: bool) -> None:
+        """Queue the push of result path ``rel``."""
+
+    def catch_up(self) -> None:
+        """Queue a transfer of whatever the destinations lack."""
+
 
 class Worker:
     """A worker node: ``concurrency`` slots reserving from every configured server."""
@@ -44,6 +61,12 @@ class Worker:
         self.stop_deadline = float("inf")
         self._signals: list[int] = []  # appended by the signal handler, read by run()
         self.publishers: PublisherChain = build_publishers(config)
+        # Publishers that replicate written files (rsync): the children report to us.
+        self._replicators: list[Replicator] = [
+            p  # type: ignore[misc]
+            for p in self.publishers.publishers
+            if isinstance(p, Replicator)
+        ]
         self._publish_lock = threading.Lock()  # publishers serve one thread at a time
         self.metrics = WorkerMetrics(
             reconnects=self._reconnects,
@@ -138,18 +161,31 @@ class Worker:
                 port=self.config.metrics_port,
             ).start()
             log.info("metrics_serving", host=self.config.metrics_host, port=server.port)
+        if self.config.results_dir is not None:
+            threading.Thread(
+                target=sweep_litter, args=(self.config.results_dir,), name="litter", daemon=True
+            ).start()
+        for publisher in self._replicators:
+            publisher.catch_up()  # what a killed predecessor left unpushed
+        # Orphans of a child that died are handed to us, not to init: see sweep_strays.
+        tree.set_subreaper()
         for slot in self.slots:
             slot.start()
+        next_sweep = time.monotonic() + _SWEEP_EVERY
         while any(slot.is_alive() for slot in self.slots):
             self._handle_signals()
             for slot in self.slots:
                 slot.join(timeout=0.1)
                 self._handle_signals()
+            if time.monotonic() >= next_sweep:
+                sweep_strays()
+                next_sweep = time.monotonic() + _SWEEP_EVERY
         if server is not None:
             server.stop()
         for conn in self._probes:
             conn.close()
         self.publishers.close()
+        sweep_strays()
         log.info("worker_stopped")
         return 0
 
@@ -180,6 +216,12 @@ class Worker:
             self.stop(now=self.stopping.is_set())
 
     # -- publication from the worker process ------------------------------------
+
+    def replicate(self, paths: tuple[str, ...], final: bool) -> None:
+        """Hand result files a child wrote to the replicating publishers (rsync)."""
+        for publisher in self._replicators:
+            for rel in paths:
+                publisher.replicate(rel, final)
 
     def publish_failure(
         self, url: str, builder: ResultBuilder, error: ErrorInfo, bound: Any

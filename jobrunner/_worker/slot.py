@@ -111,7 +111,11 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self.connections = [
             Connection(address, watch=self.config.tube) for address in self.config.beanstalk
         ]
-        self.child: Child = child if child is not None else ChildHandle(self.config, index)
+        self.child: Child = (
+            child
+            if child is not None
+            else ChildHandle(self.config, index, on_replicate=node.replicate)
+        )
         self.child_failures = 0  # consecutive failed starts: the health check reads it
         self.metrics = node.metrics
         self._turn = index  # spreads the slots' blocking reserves over the servers

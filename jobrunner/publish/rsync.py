@@ -32,6 +32,18 @@ Never in the job's way
 
 rsync's exit codes 23 and 24 (partial transfer) count as failures, as does a
 push that takes longer than ``--rsync-timeout`` (the process is killed).
+
+Outlives jobs and restarts
+    In ``jobrunner work`` the pushes run in the worker process, not in the
+    child that ran the job: the child's publisher only reports the paths it
+    wrote (:meth:`RsyncPublisher.forward_to`), so killing a child (time-out,
+    recycling) loses nothing. What is pending when the worker itself dies is
+    re-derived instead of stored: when a worker starts, and when a peer
+    answers again after pushes to it were given up, one catch-up transfer
+    (:meth:`RsyncPublisher.catch_up`) sends the whole results directory —
+    rsync's own comparison sends only the files the peer lacks or has in an
+    older version (``--update``: a newer file on the peer is kept), and
+    dot-named temp files are left out.
 """
 
 from __future__ import annotations
@@ -55,7 +67,12 @@ from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
 from jobrunner.resultsdir import relative_result_path
 
-__all__ = ["RsyncPublisher", "rsync_options"]
+__all__ = ["CATCH_UP", "RsyncPublisher", "rsync_options"]
+
+#: The pending "path" that stands for the whole results directory (a catch-up).
+CATCH_UP = ""
+#: How many rsync time-outs a catch-up transfer of the whole directory may take.
+_CATCH_UP_TIMEOUTS = 20
 
 log = get_logger(__name__)
 
@@ -158,6 +175,8 @@ class _Peer:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        #: Pushes to this peer were given up: catch up once it answers again.
+        self._lagging = False
 
     def submit(self, rel: str, final: bool, waiter: Future[None] | None = None) -> None:
         """Queue a push of ``rel``; a pending push of the same path absorbs it."""
@@ -217,6 +236,13 @@ class _Peer:
                 continue
             for waiter in task.waiters:
                 waiter.set_result(None)
+            if task.rel == CATCH_UP:
+                log.info(
+                    "rsync_caught_up", peer=self.dest, seconds=round(time.monotonic() - started, 3)
+                )
+            elif self._lagging:  # the peer answers again: send what it missed meanwhile
+                self._lagging = False
+                self.submit(CATCH_UP, True)
             log.debug(
                 "rsync_pushed",
                 peer=self.dest,
@@ -240,6 +266,7 @@ class _Peer:
             )
             return
         if delay is None:
+            self._lagging = True
             log.error(
                 "rsync_push_abandoned",
                 peer=self.dest,
@@ -343,6 +370,8 @@ class RsyncPublisher:
         def backoff(attempt: int) -> float:
             return float(min(config.retry_max, config.retry_base * 2 ** max(0, attempt - 1)))
 
+        #: Set in child processes: report written paths instead of pushing them.
+        self._forward: Callable[[str, bool], None] | None = None
         self.peers = [
             _Peer(
                 dest.rstrip("/") + "/",
@@ -354,8 +383,35 @@ class RsyncPublisher:
             if dest.strip()
         ]
 
+    def forward_to(self, forward: Callable[[str, bool], None]) -> None:
+        """Report each published path to ``forward(rel, final)`` instead of pushing it.
+
+        A child process running jobs does this: the worker, which outlives the
+        child, pushes. Final documents under ``--rsync-required`` are still
+        pushed here, and waited for, since the job's outcome depends on them.
+        """
+        self._forward = forward
+
+    def replicate(self, rel: str, final: bool) -> None:
+        """Queue the push of result path ``rel`` (already written locally) to every peer."""
+        for peer in self.peers:
+            peer.submit(rel, final)
+
+    def catch_up(self) -> None:
+        """Queue one transfer of the whole results directory to every peer.
+
+        It sends what a peer lacks or holds in an older version; the pushes a
+        killed worker left pending are among them.
+        """
+        for peer in self.peers:
+            peer.submit(CATCH_UP, True)
+
     def command(self, dest: str, rel: str) -> list[str]:
-        """The rsync command that pushes ``results_dir/rel`` to ``dest/rel``."""
+        """The rsync command that pushes ``results_dir/rel`` to ``dest/rel``.
+
+        ``rel`` :data:`CATCH_UP` sends the whole directory, leaving out
+        dot-named (temp) files and files newer on the peer.
+        """
         seconds = str(max(1, round(self.timeout)))
         # --relative with "/./": the path after the dot is recreated on the peer
         # (missing directories included), whatever rsync version runs there.
@@ -365,9 +421,12 @@ class RsyncPublisher:
             "--times",
             "--perms",
             "--chmod=D755,F644",
-            "--ignore-times",
             f"--timeout={seconds}",
         ]
+        if rel == CATCH_UP:
+            command += ["--recursive", "--update", "--exclude=.*"]
+        else:
+            command.append("--ignore-times")
         if self.fsync:
             command.append("--fsync")
         kind = _peer_kind(dest)
@@ -378,12 +437,13 @@ class RsyncPublisher:
         return [*command, "--", f"{self.results_dir}/./{rel}", dest]
 
     def _push(self, dest: str, rel: str) -> None:
-        code, err = self._run(self.command(dest, rel), self.timeout)
+        timeout = self.timeout * (_CATCH_UP_TIMEOUTS if rel == CATCH_UP else 1)
+        code, err = self._run(self.command(dest, rel), timeout)
         if code == 0:
             return
         detail = err.strip().splitlines()[-1] if err.strip() else ""
         if code is None:
-            reason = f"timed out after {self.timeout:g} s (--rsync-timeout)"
+            reason = f"timed out after {timeout:g} s (--rsync-timeout)"
         else:
             reason = f"exit {code}, {_EXIT_CODES.get(code, 'failed')}"
         raise PublishFailed(f"rsync to {dest} failed: {reason}" + (f": {detail}" if detail else ""))
@@ -404,6 +464,9 @@ class RsyncPublisher:
         """
         rel = relative_result_path(url, self.base_url)
         if not (final and self.required):
+            if self._forward is not None:
+                self._forward(rel, final)
+                return
             for peer in self.peers:
                 peer.submit(rel, final)
             return

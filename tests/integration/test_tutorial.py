@@ -58,6 +58,7 @@ def test_tutorial_parses_into_files_and_commands() -> None:
     assert any(c.startswith("jobrunner submit") and c.endswith("--wait") for c in commands)
 
 
+@pytest.mark.timeout(960)  # builds a wheel and a virtualenv: minutes on a loaded machine
 def test_tutorial_runs_from_an_empty_folder(tmp_path: Path) -> None:
     """Followed literally in an empty folder, the tutorial installs, tests and runs a real job."""
     require_binary("beanstalkd")
