@@ -25,7 +25,7 @@ done
 status=0
 venv_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 echo "test: whole suite on Python $venv_version (.venv)"
-python -m pytest -p no:cacheprovider "${pytest_args[@]}" "$@" || status=1
+python -m pytest -p no:cacheprovider --durations=10 "${pytest_args[@]}" "$@" || status=1
 
 # An interpreter for version $1: pyenv's newest patch release, else python$1 on PATH.
 find_python() {
