@@ -52,8 +52,8 @@ done
 if [ ${#envs[@]} -gt 0 ]; then
   echo "test: fast suite on ${envs[*]} (tox)"
   # tox keeps its environments in .tox and reinstalls only when tox.ini changes.
-  python -m tox run -q --skip-missing-interpreters false -e "$(IFS=,; echo "${envs[*]}")" \
-    --discover "${found[@]}" || status=1
+  python -m tox run-parallel -q --parallel-no-spinner --skip-missing-interpreters false \
+    -e "$(IFS=,; echo "${envs[*]}")" --discover "${found[@]}" || status=1
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: Python ${missing[*]} not found (install them with pyenv to test there)"
