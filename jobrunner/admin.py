@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from jobrunner.config import Config, load_config, settings
-from jobrunner.errors import ConfigError, JobNotFound, QueueError
+from jobrunner.errors import ConfigError, JobNotFound, QueueError, ResultRefused
 from jobrunner.queue import Connection, Reserved
+from jobrunner.resultsdir import ResultsDir, relative_result_path
 
 __all__ = [
     "Located",
@@ -38,6 +40,11 @@ __all__ = [
 #: Shown for a buried job without a readable ``failed`` document (result URL refused,
 #: blocked, or not served over HTTP): the worker logged why.
 NO_REASON = "no failed document at its result URL; the worker's job_failed event says why"
+#: Shown instead when the result URLs were not looked at (no ``--base-url``).
+NOT_LOOKED_UP = (
+    "not looked up: give --base-url (and --results-dir) to read failed documents; "
+    "the worker's job_failed event says why"
+)
 
 _TUBE_COLUMNS = (
     ("current-jobs-ready", "ready"),
@@ -445,7 +452,7 @@ def buried_jobs(
                 if not body:
                     reason = "invalid job document"
                 elif reasons:
-                    reason = failure_reason(body.get("result"))
+                    reason = failure_reason(body.get("result"), config)
                 rows.append(
                     {
                         "server": conn.address,
@@ -463,21 +470,72 @@ def buried_jobs(
     return rows
 
 
-def failure_reason(result_url: Any) -> str | None:
-    """The error of the job's failed result document, read from its result URL."""
-    if not isinstance(result_url, str) or not result_url.startswith(("http://", "https://")):
-        return None
-    import httpx
+#: The most of a failed document :func:`failure_reason` reads.
+REASON_BYTES = 1 << 20
 
+
+def failure_reason(result_url: Any, config: Config) -> str | None:
+    """The error of a buried job's ``failed`` document, read without trusting its URL.
+
+    The URL comes from the job document, which anybody who can put a job
+    writes, so it is never simply fetched: it is read from ``results_dir`` when
+    it maps below ``base_url``; fetched (no redirects, at most
+    :data:`REASON_BYTES`, a few seconds in all) when it lies below ``base_url``
+    and there is no ``results_dir``; and otherwise not followed (None).
+    """
+    base = config.base_url
+    if not isinstance(result_url, str) or not base:
+        return None
     try:
-        response = httpx.get(result_url, timeout=2.0)
-        doc = response.json()
-    except (httpx.HTTPError, ValueError):
+        rel = relative_result_path(result_url, base)
+    except ResultRefused:
+        return None
+    try:
+        if config.results_dir is not None:
+            path = ResultsDir(config.results_dir).find(rel.split("/"))
+            if path is None or os.path.getsize(path) > REASON_BYTES:
+                return None
+            with open(path, "rb") as fh:
+                doc = json.loads(fh.read())
+        else:
+            doc = json.loads(_bounded_get(result_url))
+    except (ConfigError, OSError, ValueError):
         return None
     error = doc.get("error") if isinstance(doc, dict) else None
     if isinstance(error, dict):
         return f"{error.get('code')}: {error.get('message')}"
     return None
+
+
+def _bounded_get(url: str) -> bytes:
+    """GET ``url`` with no redirects, at most :data:`REASON_BYTES` and 5 s in all.
+
+    Raises:
+        OSError: any failure (HTTP status, network, size, time).
+    """
+    import httpx
+
+    deadline = time.monotonic() + 5.0
+    body = bytearray()
+    try:
+        # identity: a compressed body could inflate past the limit within one read.
+        with httpx.stream(
+            "GET",
+            url,
+            headers={"Accept-Encoding": "identity"},
+            timeout=2.0,
+            follow_redirects=False,
+            trust_env=False,
+        ) as r:
+            if r.status_code != 200:
+                raise OSError(f"HTTP {r.status_code}")
+            for chunk in r.iter_raw():
+                body += chunk
+                if len(body) > REASON_BYTES or time.monotonic() > deadline:
+                    raise OSError("failed document too large or too slow")
+    except httpx.HTTPError as exc:
+        raise OSError(str(exc)) from exc
+    return bytes(body)
 
 
 def cmd_buried(args: argparse.Namespace) -> int:
@@ -497,7 +555,7 @@ def cmd_buried(args: argparse.Namespace) -> int:
         print(
             f"{row['server']}/{row['id']}  tube={row['tube']}  type={row['type']}  "
             f"job={row['job_id']}  reserves={row['reserves']}\n"
-            f"    reason: {row['reason'] or NO_REASON}"
+            f"    reason: {row['reason'] or (NO_REASON if config.base_url else NOT_LOOKED_UP)}"
         )
     return servers.exit_code()
 

@@ -351,7 +351,16 @@ class Client:
 
     def _reader_for_status(self) -> ResultReader:
         if self._reader is None:
-            from jobrunner.follow import ResultReader
+            try:
+                from jobrunner.follow import ResultReader
+            except ModuleNotFoundError as exc:
+                if exc.name != "httpx":
+                    raise
+                raise ModuleNotFoundError(
+                    "Client.status and Client.cancel read result documents over HTTP with "
+                    "httpx: pip install 'beanstalk-jobrunner[status]'",
+                    name="httpx",
+                ) from None
 
             with self._extra_lock:
                 if self._reader is None:
@@ -450,26 +459,40 @@ class Client:
     def _put(
         self, job: Job, body: bytes, tube: str, priority: int, delay: int, ttr: int
     ) -> Submitted:
-        errors = []
-        for step, conn in enumerate(self._order(job.id)):
-            try:
-                beanstalk_id = self._call(
-                    conn,
-                    lambda c: c.put(body, tube=tube, priority=priority, delay=delay, ttr=ttr),
+        # Each round tries every server once (fail over at once); only when none took
+        # the job and one of them lost its connection is the round repeated, with
+        # back-off, for up to retry_for seconds (a beanstalkd restarting).
+        order = self._order(job.id)
+        deadline = time.monotonic() + self.retry_for
+        rounds = 0
+        while True:
+            errors = []
+            for step, conn in enumerate(order):
+                try:
+                    with self._locks[conn.address]:
+                        beanstalk_id = conn.put(
+                            body, tube=tube, priority=priority, delay=delay, ttr=ttr
+                        )
+                except QueueError as exc:
+                    errors.append(str(exc))
+                    continue
+                log.debug(
+                    "job_submitted",
+                    job_id=job.id,
+                    server=conn.address,
+                    tube=tube,
+                    beanstalk_id=beanstalk_id,
+                    failed_over=step > 0,
+                    rounds=rounds,
                 )
-            except QueueError as exc:
-                errors.append(str(exc))
-                continue
-            log.debug(
-                "job_submitted",
-                job_id=job.id,
-                server=conn.address,
-                tube=tube,
-                beanstalk_id=beanstalk_id,
-                failed_over=step > 0,
-            )
-            return Submitted.make(job.id, conn.address, beanstalk_id, job.result)
-        raise QueueError("no beanstalkd server accepted the job: " + "; ".join(errors))
+                return Submitted.make(job.id, conn.address, beanstalk_id, job.result)
+            rounds += 1
+            down = [conn for conn in order if conn.down]
+            pause = max(min((c.retry_in for c in down), default=0.0), 0.05 * 2**rounds)
+            pause = min(pause, 1.0)
+            if not down or time.monotonic() + pause > deadline:
+                raise QueueError("no beanstalkd server accepted the job: " + "; ".join(errors))
+            time.sleep(pause)
 
     def submit_many(
         self,

@@ -125,13 +125,13 @@ class Config:
     results_dir: Path | None = _opt(
         None,
         "directory the file publisher writes results to",
-        commands=(WORK, SERVE, DASHBOARD),
+        commands=(WORK, SERVE, DASHBOARD, QUEUE),
         metavar="DIR",
     )
     base_url: str | None = _opt(
         None,
         "URL under which results_dir is served (status: resolves a job ID to BASE_URL/ID.json)",
-        commands=(WORK, STATUS, DASHBOARD),
+        commands=(WORK, STATUS, DASHBOARD, QUEUE),
         metavar="URL",
     )
     allow_host: tuple[str, ...] = _opt(

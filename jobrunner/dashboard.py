@@ -57,9 +57,8 @@ from jobrunner import __version__
 from jobrunner._log import get_logger
 from jobrunner.admin import Servers, buried_jobs, failure_reason, tube_table
 from jobrunner.config import Config
-from jobrunner.errors import ConfigError, JobNotFound, QueueError, ResultRefused
+from jobrunner.errors import ConfigError, JobNotFound, QueueError
 from jobrunner.queue import Connection
-from jobrunner.resultsdir import ResultsDir, relative_result_path
 
 __all__ = ["HISTORY", "Poller", "create_app", "run_dashboard"]
 
@@ -189,43 +188,12 @@ class Poller:
                 del row["located"]
                 key = (row["server"], int(row["id"]))
                 if key not in self._reasons:
-                    self._reasons[key] = row["reason"] or self._reason(row["result"])
+                    self._reasons[key] = row["reason"] or failure_reason(row["result"], self.config)
                 row["reason"] = self._reasons[key]
                 rows.append(row)
         current = {(row["server"], int(row["id"])) for row in rows}
         self._reasons = {k: v for k, v in self._reasons.items() if k in current}
         return rows
-
-    def _reason(self, result_url: Any) -> str | None:
-        """The error of a buried job's failed document, read without trusting its URL.
-
-        The URL comes from the job document, which anybody who can put a job
-        writes: it is read from ``--results-dir`` when it maps below
-        ``--base-url``, fetched only when it lies below ``--base-url``, and
-        otherwise not followed (the dashboard is no proxy to other hosts).
-        """
-        base = self.config.base_url
-        if not isinstance(result_url, str) or not base:
-            return None
-        try:
-            rel = relative_result_path(result_url, base)
-        except ResultRefused:
-            return None
-        if self.config.results_dir is None:
-            return failure_reason(result_url)
-        try:
-            root = ResultsDir(self.config.results_dir)
-            path = root.find(rel.split("/"))
-            if path is None or os.path.getsize(path) > _RECENT_BYTES:
-                return None
-            with open(path, "rb") as fh:
-                doc = json.loads(fh.read())
-        except (ConfigError, OSError, ValueError):
-            return None
-        error = doc.get("error") if isinstance(doc, dict) else None
-        if isinstance(error, dict):
-            return f"{error.get('code')}: {error.get('message')}"
-        return None
 
     def _worker(self, url: str) -> dict[str, Any]:
         base = url.rstrip("/")

@@ -262,8 +262,47 @@ def test_buried_without_a_failed_document_says_where_the_reason_is(
     is listed with a pointer to the worker's log instead of "reason: None"."""
     _submit(beanstalkd.address, "no-document")
     _bury(beanstalkd, "default")
-    out = run("buried", "--beanstalk", beanstalkd.address)
+    out = run("buried", "--beanstalk", beanstalkd.address, "--base-url", "http://127.0.0.1:9/")
     assert out.returncode == 0, out.stderr
     assert "job=no-document" in out.stdout
     assert "reason: None" not in out.stdout
     assert "no failed document at its result URL" in out.stdout
+    blind = run("buried", "--beanstalk", beanstalkd.address)
+    assert "not looked up: give --base-url" in blind.stdout
+
+
+def test_buried_reason_from_an_endless_result_url_is_bounded(beanstalkd: Beanstalkd) -> None:
+    """A result URL below --base-url that answers an endless body costs `buried` at most
+    a few seconds and a bounded read; the job is listed without a reason."""
+    import http.server
+    import threading
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                for _ in range(100_000):  # bounded: ~800 MB at most, cut off long before
+                    self.wfile.write(b'{"error":' * 1024)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with Client(beanstalkd.address) as client:
+            client.submit("echo", "http://in.test/x", base + "r.json", id="endless")
+        _bury(beanstalkd, "default")
+        out = run("buried", "--beanstalk", beanstalkd.address, "--base-url", base, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["job_id"] == "endless" and row["reason"] is None

@@ -56,7 +56,9 @@ def test_buried_lists_reasons_and_kick_requeues_all_n_or_one(
         assert worker.stop() == 0
     delayed = put_raw(bsd.port, lab.body("pid", "delayed"), delay=3600)
 
-    listing = _cli(bsd, "buried", "--json")
+    # The reasons are read over HTTP below --base-url (no --results-dir given).
+    served = ("--base-url", results_server.base_url)
+    listing = _cli(bsd, "buried", "--json", *served)
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
     assert [row["id"] for row in rows] == sorted(ids.values())
@@ -68,8 +70,17 @@ def test_buried_lists_reasons_and_kick_requeues_all_n_or_one(
     assert by_id[ids["garbage"]]["reason"] == "invalid job document"
     assert by_id[ids["segv"]]["reason"].startswith("worker_crash: ")
     assert all(row["tube"] == "default" for row in rows)
-    text = _cli(bsd, "buried").stdout
+    text = _cli(bsd, "buried", *served).stdout
     assert f"{bsd.address}/{ids['fail']}" in text and "reason: plugin_error" in text
+    from_disk = json.loads(
+        _cli(bsd, "buried", "--json", *served, "--results-dir", str(lab.results_dir)).stdout
+    )
+    assert {row["id"]: row["reason"] for row in from_disk} == {
+        row["id"]: row["reason"] for row in rows
+    }
+    # Without --base-url no result URL named by a job document is followed.
+    blind = json.loads(_cli(bsd, "buried", "--json").stdout)
+    assert {row["reason"] for row in blind} <= {None, "invalid job document"}
 
     assert "kicked 1 job(s)" in _cli(bsd, "kick", "1").stdout
     assert bsd.tube_stats()["current-jobs-buried"] == 3

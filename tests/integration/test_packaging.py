@@ -62,6 +62,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield built
 
 
+@pytest.mark.timeout(900)  # a fresh venv and pip installs, slow on a loaded machine
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_wheel_and_plugin_run_a_job_in_a_fresh_virtualenv(
     version: str, wheel: Path, beanstalkd: Beanstalkd, tmp_path: Path

@@ -112,7 +112,6 @@ def test_busy_port_stops_the_results_server(tmp_path: Path, busy_port: int) -> N
         (["--metrics-port", "70000"], "metrics_port must be 0-65535"),
         (["--concurrency", "0"], "concurrency must be at least 1"),
         (["--concurrency", "many"], "invalid value 'many' for concurrency"),
-        (["--tube", "a!b"], "'a!b' is not a beanstalkd tube name"),
     ],
 )
 def test_invalid_settings_are_one_line_errors(
@@ -171,18 +170,23 @@ def test_closed_pipe_is_quiet(command: list[str], beanstalkd: Beanstalkd) -> Non
     args = [a.replace("{bsd}", beanstalkd.address) for a in command]
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first byte
+    # Output buffered as by default (this machine's PYTHONUNBUFFERED=1 would let
+    # argparse's own write fail, and ignore it, before anything is buffered).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     try:
         proc = subprocess.run(
-            jobrunner_cmd(*args), stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60
+            jobrunner_cmd(*args),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=env,
         )
     finally:
         os.close(write_end)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "BrokenPipeError" not in proc.stderr, proc.stderr
-    # argparse prints --help itself: newer Pythons' argparse ignores a failed write and
-    # exits 0 (3.11.7); in older ones (Debian 12's 3.11.2) the write fails and the CLI
-    # exits 141 like any other command.
-    assert proc.returncode in ((0, 141) if "--help" in args else (141,))
+    assert proc.returncode == 141
 
 
 def test_dashboard_refuses_other_addresses_without_a_token(busy_port: int) -> None:
