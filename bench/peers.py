@@ -1,6 +1,6 @@
 """Peers side by side: Huey, Dramatiq, Celery and RQ against jobrunner, in one run.
 
-    python bench/peers.py              # 5000 no-op jobs per peer, concurrency 2
+    python bench/peers.py              # 5000 echo jobs per peer, concurrency 2
     python bench/peers.py --quick      # 1000 jobs, a few minutes once the venvs exist
     python bench/peers.py --rounds 3   # everything three times, medians reported
 
@@ -12,14 +12,19 @@ reused). Everything listens on 127.0.0.1 only: its own ``redis-server``
 (no persistence) on a free port, and ``bench/run.py``'s beanstalkd and input
 server.
 
-For each peer the queue is filled first (``N`` calls of a no-op task, from a
-producer in the peer's virtualenv), then its worker starts at the same
-concurrency, with processes where the peer has them:
+Every peer does the same work as jobrunner's ``echo`` job
+(``bench/peers/same_work.py``): GET the input from ``bench/run.py``'s input
+server over a kept-alive connection (httpx), write a timestamped JSON
+result document to a temp file, fsync, rename, fsync the directory, and only
+then acknowledge. The queue is filled first (``N`` tasks from a producer in
+the peer's virtualenv), then its worker starts at the same concurrency, with
+processes where the peer has them:
 
 * Huey: ``huey_consumer -k process -w 2`` (Redis storage, blocking pop);
 * Dramatiq: ``--processes 2 --threads 1`` (two processes, like the others,
-  rather than its threads);
-* Celery: ``worker -P prefork -c 2``, no result backend, default prefetch;
+  rather than its threads); a message is acknowledged after the actor;
+* Celery: ``worker -P prefork -c 2``, ``acks_late=True``, no result backend,
+  default prefetch;
 * RQ: two ``rq worker`` processes (forking a work horse per job), and two
   with ``--worker-class rq.worker.SimpleWorker`` (no fork).
 
@@ -28,11 +33,9 @@ not counted, by polling the peer's keys in Redis: Huey's queue list,
 Dramatiq's unacknowledged messages, Celery's list plus its unacked hash, RQ's
 finished and failed registries. Memory is the peak RSS of the worker's process
 tree. jobrunner is measured in the same run with ``bench/run.py``'s
-``bench_jobrunner`` at the same concurrency: its ``echo`` job does more than a
-no-op (HTTP fetch of the input, result document published as a file with
-fsync and rename, job deleted only then), so it is also measured *lean*
-(``file:`` input, ``fsync = false``) — still a published result per job —
-and the raw greenstalk loop is shown as the queue's own limit. jobrunner
+``bench_jobrunner`` at the same concurrency, also *lean* (``file:`` input,
+``fsync = false``), and the raw greenstalk loop is shown as the queue's own
+limit. jobrunner
 ``echo`` runs first and last in each round; ratios are to the mean of those
 two figures, so drift of a shared machine shows. Run it with jobrunner
 installed (``python`` of the project's virtualenv). Writes
@@ -290,12 +293,15 @@ def venv_for(name: str) -> Path:
     return venv
 
 
-def peer_env(redis: RedisServer) -> dict[str, str]:
+def peer_env(redis: RedisServer, input_url: str, results: Path) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
     }
     env["PYTHONPATH"] = str(PEER_DIR)
     env["BENCH_REDIS_URL"] = redis.url
+    # The same work as jobrunner's echo job (peers/same_work.py): this input, results here.
+    env["BENCH_INPUT_URL"] = input_url
+    env["BENCH_RESULTS"] = str(results)
     return env
 
 
@@ -378,11 +384,11 @@ def drain(
 
 
 def bench_peer(
-    redis: RedisServer, peer: Peer, n: int, work: Path, timeout: float
+    redis: RedisServer, peer: Peer, n: int, work: Path, timeout: float, input_url: str
 ) -> dict[str, Any]:
     venv = venv_for(peer.venv)
     bindir = venv / "bin"
-    env = peer_env(redis)
+    env = peer_env(redis, input_url, work / f"results-{peer.venv}-{time.monotonic_ns()}")
     redis.command("FLUSHALL")
     producer = f"import sys, {peer.module}; {peer.module}.enqueue(int(sys.argv[1]))"
     t0 = time.perf_counter()
@@ -521,7 +527,12 @@ def measure_round(
     for peer in chosen:
         print(f"peers: {peer.label}", flush=True)
         try:
-            rows.append({"name": peer.label, **bench_peer(redis, peer, n, work, timeout)})
+            rows.append(
+                {
+                    "name": peer.label,
+                    **bench_peer(redis, peer, n, work, timeout, services.input_url),
+                }
+            )
         except (RuntimeError, subprocess.SubprocessError) as exc:
             print(f"peers: {peer.label} failed: {exc}", flush=True)
             rows.append({"name": peer.label, "setup": peer.setup, "error": str(exc)})
@@ -612,9 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{row['rss_peak_mb']:.0f} MB" if "rss_peak_mb" in row else ""
         print(f"{row['name']:<44} {row['jobs_per_s']:>8.0f} {row['ratio']:>6.2f} {peak:>9}")
     print(
-        "\nThe peers run a no-op task and keep no result; jobrunner echo fetches its input over"
-        "\nHTTP and publishes a result document per job (temp file, fsync, rename) before the"
-        "\ndelete; lean skips the HTTP fetch and the fsync. RSS: the worker's whole process tree"
+        "\nEvery peer does echo's work (bench/peers/same_work.py): HTTP fetch of the input, a"
+        "\nresult document per job (temp file, fsync, rename, directory fsync), then the"
+        "\nacknowledgement; lean skips the HTTP fetch and the fsync. RSS: the worker's whole tree"
         "\n(pages shared after fork counted in each process), peak while draining."
     )
     report = {

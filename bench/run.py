@@ -206,7 +206,8 @@ with greenstalk.Client((host, port), encoding=None, watch=tube) as c:
 #: rename it into place, fsync the directory (as jobrunner's atomic writer does), delete.
 SAME_WORK_CONSUMER = """
 import datetime, json, os, sys, tempfile, greenstalk, httpx
-host, port, tube, results, base = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+host, port, tube, results, base = sys.argv[1:6]
+port = int(port)
 http = httpx.Client()
 with greenstalk.Client((host, port), encoding=None, watch=tube) as c:
     while True:

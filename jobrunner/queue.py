@@ -61,6 +61,15 @@ def backoff_delay(failures: int, first: float = _BACKOFF_FIRST, cap: float = _BA
     return delay * jitter
 
 
+def _parse_stats(body: bytes) -> dict[str, Any]:
+    """beanstalkd's YAML stats (``key: value`` lines) as a dict, numbers as ints."""
+    stats: dict[str, Any] = {}
+    for line in body.decode("ascii", "replace").splitlines()[1:]:
+        key, _, value = line.partition(": ")
+        stats[key] = int(value) if value.isdigit() else value.strip('"')
+    return stats
+
+
 def cancel_tube(job_id: str) -> str:
     """The tube holding the cancellation marker of a job.
 
@@ -126,6 +135,8 @@ class Connection:
         self.reconnects = 0
         #: Counts the sockets opened; a reservation lives only as long as its socket.
         self.generation = 0
+        #: A job reserved ahead, with a delete (see ``delete``): the next reserve returns it.
+        self._next: Reserved | None = None
 
     # -- connection state ------------------------------------------------
 
@@ -183,6 +194,7 @@ class Connection:
             except OSError:
                 pass
             self._client = None
+        self._next = None
 
     def _call(self, method: str, *args: Any) -> Any:
         client = self._connect()
@@ -217,6 +229,9 @@ class Connection:
         Raises:
             QueueError: the server is down or the connection broke.
         """
+        ahead, self._next = self._next, None
+        if ahead is not None and self.holds(ahead):
+            return ahead
         try:
             job = self._call("reserve", timeout)
         except greenstalk.TimedOutError:
@@ -239,13 +254,96 @@ class Connection:
         stats: dict[str, Any] = self._call("stats_job", job_id)
         return stats
 
+    def stats_job_and_tube(self, job_id: int, tube: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``stats-job`` of a job and ``stats-tube`` of a tube in one round trip.
+
+        The tube's stats are empty when the tube does not exist.
+
+        Raises:
+            JobNotFound: no such job.
+            QueueError: the connection broke.
+        """
+        (status, _, body), (tube_status, _, tube_body) = self._exchange(
+            "stats-job", [b"stats-job %d" % job_id, b"stats-tube " + tube.encode("ascii")]
+        )
+        if status == b"NOT_FOUND":
+            raise JobNotFound(f"beanstalkd {self.address}: job {job_id} not found for stats-job")
+        if status != b"OK" or body is None:
+            raise QueueError(f"beanstalkd {self.address} refused stats-job: {status!r}")
+        tube_stats = _parse_stats(tube_body) if tube_status == b"OK" and tube_body else {}
+        return _parse_stats(body), tube_stats
+
+    def _exchange(
+        self, what: str, lines: Sequence[bytes]
+    ) -> list[tuple[bytes, list[bytes], bytes | None]]:
+        """Send several commands in one write, then read each answer in turn.
+
+        Returns ``(status, values, body)`` per command; ``body`` for answers that
+        carry one (``RESERVED``, ``OK``, ``FOUND``).
+
+        Raises:
+            QueueError: the connection broke (it is dropped).
+        """
+        client = self._connect()
+        # greenstalk has no pipelining: write on its socket and read through its
+        # buffered reader, so that the client stays usable for the next command.
+        sock, reader = client._sock, client._reader
+        answers: list[tuple[bytes, list[bytes], bytes | None]] = []
+        try:
+            sock.sendall(b"".join(line + b"\r\n" for line in lines))
+            for _ in lines:
+                line = reader.readline()
+                if not line.endswith(b"\r\n"):
+                    raise EOFError("connection closed by beanstalkd")
+                status, *values = line[:-2].split()
+                body = None
+                if status in (b"RESERVED", b"OK", b"FOUND"):
+                    size = int(values[-1])
+                    data = reader.read(size + 2)
+                    if len(data) != size + 2:
+                        raise EOFError("connection closed by beanstalkd in a body")
+                    body = data[:-2]
+                answers.append((status, values, body))
+        except (OSError, EOFError, ValueError, IndexError) as exc:
+            self._failed(exc)
+            raise QueueError(
+                f"connection to beanstalkd {self.address} lost during {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return answers
+
     def touch(self, job_id: int) -> None:
         """Renew the reservation of a job reserved on this connection."""
         self._call("touch", greenstalk.Job(job_id, b""))
 
-    def delete(self, job_id: int) -> None:
-        """Delete a job (reserved on this connection, or buried/ready/delayed)."""
-        self._call("delete", job_id)
+    def delete(self, job_id: int, *, reserve_next: bool = False) -> None:
+        """Delete a job (reserved on this connection, or buried/ready/delayed).
+
+        With ``reserve_next`` the same write also reserves the next ready job
+        without waiting (a worker's next step): the next :meth:`reserve`
+        returns it, and a round trip is saved.
+
+        Raises:
+            JobNotFound: no such job (or not reserved here).
+            QueueError: refused, or the connection broke.
+        """
+        if not reserve_next or not self.watch:
+            self._call("delete", job_id)
+            return
+        (status, _, _), (reserved, values, body) = self._exchange(
+            "delete", [b"delete %d" % job_id, b"reserve-with-timeout 0"]
+        )
+        if reserved == b"RESERVED" and body is not None:
+            self._next = Reserved(
+                id=int(values[0]), body=body, server=self.address, generation=self.generation
+            )
+        if status == b"NOT_FOUND":
+            raise JobNotFound(
+                f"beanstalkd {self.address}: job not found for delete (deleted, or the "
+                "reservation was lost)"
+            )
+        if status != b"DELETED":
+            raise QueueError(f"beanstalkd {self.address} refused delete: {status!r}")
 
     def release(self, job_id: int, priority: int, delay: int = 0) -> None:
         """Put a reserved job back, ready after ``delay`` seconds."""

@@ -1,18 +1,23 @@
-"""Dramatiq (Redis broker): one no-op actor. Imported by the producer and by ``dramatiq``."""
+"""Dramatiq (Redis broker): the echo work (same_work.py). Imported by the producer and ``dramatiq``.
+
+Dramatiq acknowledges a message after the actor returned: after the result is published.
+"""
 
 import os
 
 import dramatiq
+import same_work
 from dramatiq.brokers.redis import RedisBroker
 
 dramatiq.set_broker(RedisBroker(url=os.environ["BENCH_REDIS_URL"]))
 
 
-@dramatiq.actor
-def noop():
-    """Do nothing: the job's cost is the framework's own."""
+@dramatiq.actor(max_retries=0)
+def echo(job_id, params):
+    """Fetch the input, publish the result (fsync, rename): jobrunner's echo job."""
+    same_work.echo(job_id, params)
 
 
 def enqueue(n):
-    for _ in range(n):
-        noop.send()
+    for job_id, params in same_work.jobs(n):
+        echo.send(job_id, params)

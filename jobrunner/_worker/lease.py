@@ -13,6 +13,8 @@ another job; the lease then does nothing and says so (``False``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from jobrunner._worker.protocol import Action
@@ -42,16 +44,24 @@ class Lease:
     ttr: int
     priority: int
     tube: str
+    cancel_requested: bool = False
     error: str | None = None
 
     @classmethod
-    def take(cls, conn: Connection, reserved: Reserved) -> Lease:
+    def take(cls, conn: Connection, reserved: Reserved, *, cancel: str | None = None) -> Lease:
         """Read the job's attempt, TTR, priority and tube (``stats-job``).
+
+        With ``cancel`` (the job's cancellation tube), whether a client asked to
+        cancel the job is read in the same round trip.
 
         Raises:
             QueueError: the connection broke; beanstalkd gave the job back with it.
         """
-        stats = conn.stats_job(reserved.id)
+        marker: dict[str, Any] = {}
+        if cancel is None:
+            stats = conn.stats_job(reserved.id)
+        else:
+            stats, marker = conn.stats_job_and_tube(reserved.id, cancel)
         return cls(
             reserved=reserved,
             conn=conn,
@@ -59,6 +69,7 @@ class Lease:
             ttr=max(1, int(stats["ttr"])),
             priority=int(stats["pri"]),
             tube=str(stats["tube"]),
+            cancel_requested=int(marker.get("current-jobs-ready", 0)) > 0,
         )
 
     @property
@@ -75,14 +86,16 @@ class Lease:
         """Renew the reservation; False (with :attr:`error`) when it is lost."""
         return self._call("touch")
 
-    def end(self, action: Action, delay: int = 0) -> bool:
+    def end(self, action: Action, delay: int = 0, *, reserve_next: bool = False) -> bool:
         """Delete, release (ready after ``delay`` s) or bury; False when the lease was lost.
 
         A lost lease means beanstalkd hands the job out again: it runs once
-        more and publishes the same result, which is harmless.
+        more and publishes the same result, which is harmless. With
+        ``reserve_next`` a delete also reserves the connection's next job in
+        the same round trip (see :meth:`jobrunner.queue.Connection.delete`).
         """
         if action is Action.DELETE:
-            return self._call("delete")
+            return self._call("delete_next" if reserve_next else "delete")
         if action is Action.RELEASE:
             return self._call("release", delay)
         return self._call("bury")
@@ -96,6 +109,8 @@ class Lease:
                 self.conn.touch(self.id)
             elif what == "delete":
                 self.conn.delete(self.id)
+            elif what == "delete_next":
+                self.conn.delete(self.id, reserve_next=True)
             elif what == "release":
                 self.conn.release(self.id, self.priority, delay)
             else:

@@ -49,7 +49,7 @@ from jobrunner._worker.lease import Lease
 from jobrunner._worker.protocol import Action, Finished, RunJob
 from jobrunner.errors import InvalidJob, JobCancelled, JobExpired, JobFailure, QueueError
 from jobrunner.job import Job, utcnow
-from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved
+from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved, cancel_tube
 
 if TYPE_CHECKING:
     from jobrunner._worker.node import Worker
@@ -222,8 +222,16 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
 
     def _handle_job(self, reserved: Reserved, conn: Connection) -> None:
         t0 = time.monotonic()
+        job: Job | None = None
+        invalid: InvalidJob | None = None
         try:
-            lease = Lease.take(conn, reserved)
+            job = codec.decode_job(reserved.body)
+        except InvalidJob as exc:
+            invalid = exc
+        try:
+            # With the job's stats (attempt, TTR, ...), in the same round trip: has a
+            # client asked to cancel it?
+            lease = Lease.take(conn, reserved, cancel=cancel_tube(job.id) if job else None)
         except QueueError as exc:
             # Only a broken connection gets here, and beanstalkd gave the job back with it.
             log.warning("job_reservation_lost", beanstalk_id=reserved.id, error=str(exc))
@@ -235,20 +243,15 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             attempt=lease.attempt,
             slot=self.index,
         )
-        job: Job | None = None
         finished: Finished | None = None
-        invalid: InvalidJob | None = None
         event: Event
         if self.node.stopping.is_set():
             # The reserve was already under way when the stop signal came: give it back.
             event = Interrupted("shutdown")
         else:
-            try:
-                job = codec.decode_job(reserved.body)
-            except InvalidJob as exc:
-                invalid = exc
-                event = Failed(error_of(exc))
-            else:
+            if invalid is not None:
+                event = Failed(error_of(invalid))
+            elif job is not None:
                 bound = bound.bind(job_id=job.id, job_type=job.type)
                 self.current = {
                     "slot": self.index,
@@ -275,7 +278,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
 
     def _run(self, job: Job, lease: Lease, t0: float, bound: Any) -> tuple[Event, Finished | None]:
         """Run the job in the child; the event that ended it, and the child's report."""
-        if self._cancelled(lease, job.id):
+        if lease.cancel_requested:
             return Failed(error_of(JobCancelled("cancelled by a client before it ran"))), None
         if job.expires is not None and job.expires <= utcnow():
             expired = JobExpired(
@@ -455,7 +458,10 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             fields["reason"] = decision.reason
         if decision.action is Action.RELEASE:
             fields["delay"] = decision.delay
-        if not lease.end(decision.action, decision.delay):
+        # A delete also reserves this connection's next job (one round trip for both).
+        if not lease.end(
+            decision.action, decision.delay, reserve_next=not self.node.stopping.is_set()
+        ):
             bound.warning("job_ack_lost", action=decision.action.value, error=lease.error, **fields)
             return
         duration = time.monotonic() - t0

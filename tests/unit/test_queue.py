@@ -60,3 +60,44 @@ def test_reconnects_after_restart_and_logs_each_change_once() -> None:
     finally:
         conn.close()
         server.stop()
+
+
+def test_delete_reserves_the_next_job_in_the_same_round_trip(beanstalkd: Beanstalkd) -> None:
+    """delete(reserve_next=True) deletes the job and holds the next ready one for reserve(),
+    counted by beanstalkd as reserved once; with nothing ready the next reserve waits as usual."""
+    producer = Connection(beanstalkd.address)
+    conn = Connection(beanstalkd.address, watch=["default"])
+    try:
+        first, second = producer.put(b"1", tube="default"), producer.put(b"2", tube="default")
+        reserved = conn.reserve(timeout=1)
+        assert reserved is not None and reserved.id == first
+        conn.delete(first, reserve_next=True)
+        stats = beanstalkd.tube_stats()
+        assert stats["current-jobs-reserved"] == 1 and stats["current-jobs-ready"] == 0
+        ahead = conn.reserve(timeout=1)
+        assert ahead is not None and (ahead.id, ahead.body) == (second, b"2")
+        assert conn.holds(ahead) and conn.stats_job(second)["reserves"] == 1
+        conn.delete(second, reserve_next=True)
+        assert conn.reserve(timeout=0) is None
+        with pytest.raises(JobNotFound):
+            conn.delete(second, reserve_next=True)
+    finally:
+        producer.close()
+        conn.close()
+
+
+def test_stats_of_a_job_and_a_tube_in_one_round_trip(beanstalkd: Beanstalkd) -> None:
+    """stats_job_and_tube answers as stats_job and stats_tube do; a missing tube is empty,
+    a missing job is JobNotFound, and the connection stays usable."""
+    conn = Connection(beanstalkd.address, watch=["default"])
+    try:
+        job_id = conn.put(b"x", tube="default", priority=7)
+        job, tube = conn.stats_job_and_tube(job_id, "default")
+        assert job["pri"] == 7 and job["tube"] == "default" and job["id"] == job_id
+        assert tube["name"] == "default" and tube["current-jobs-ready"] == 1
+        assert conn.stats_job_and_tube(job_id, "no-such-tube")[1] == {}
+        with pytest.raises(JobNotFound):
+            conn.stats_job_and_tube(job_id + 100, "default")
+        assert conn.stats_job(job_id)["pri"] == 7
+    finally:
+        conn.close()
