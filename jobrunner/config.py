@@ -158,6 +158,11 @@ class Config:
     )
     progress_interval: float = _opt(1.0, "least seconds between two progress documents")
     fsync: bool = _opt(True, "fsync result files before renaming them into place")
+    final_markers: bool = _opt(
+        True,
+        "file publisher: mark done/failed documents with an empty RESULTS/.final/PATH file "
+        "(nginx caches them long)",
+    )
     worker_name: str = _opt(
         attrs.Factory(socket.gethostname), "name of this worker node in result documents"
     )

@@ -32,6 +32,14 @@ Atomic writes
     a reader sees the old or the new document, never a part. A directory
     standing where the file should go, or a file where a directory is needed,
     is a :class:`PathConflict`: no retry can fix it.
+
+Final markers
+    An empty file ``.final/PATH`` says the document at ``PATH`` is ``done``
+    or ``failed`` and will not change: a server that cannot read the
+    document's status (nginx serving the directory) tests for it to send a
+    long cache lifetime. It is created after the final document is in place
+    and removed before a ``running`` document replaces it (a re-run). Being
+    dot-named, the ``.final`` directory itself is never served.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from jobrunner.errors import ConfigError, ResultRefused
 
 __all__ = [
+    "FINAL_MARKERS",
     "MAX_NAME_LENGTH",
     "MAX_PATH_LENGTH",
     "PathConflict",
@@ -59,6 +68,8 @@ __all__ = [
     "write_atomic",
 ]
 
+#: The directory below the results directory holding the final markers.
+FINAL_MARKERS = ".final"
 #: Longest path segment, in bytes (the usual file-system limit).
 MAX_NAME_LENGTH = 255
 #: Longest relative path, in characters.
@@ -294,6 +305,42 @@ class ResultsDir:
             if parent.exists() and not parent.is_dir():
                 return f"the file {parent} stands where a directory is needed"
         return None
+
+    def marker(self, rel: str) -> str:
+        """The final marker's path for result path ``rel``: ``ROOT/.final/rel``.
+
+        Raises:
+            UnsafePath: ``rel`` is not a result path.
+        """
+        check_result_segments(rel.split("/"))
+        return os.path.join(self._root, FINAL_MARKERS, *rel.split("/"))
+
+    def mark_final(self, rel: str) -> None:
+        """Create the empty final marker of ``rel`` (after its final document is in place).
+
+        One open and close when the marker's directory exists already.
+
+        Raises:
+            OSError: the marker cannot be created.
+        """
+        path = self.marker(rel)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.close(fd)
+
+    def unmark_final(self, rel: str) -> None:
+        """Remove the final marker of ``rel`` (before a ``running`` document replaces it).
+
+        Raises:
+            OSError: the marker exists and cannot be removed.
+        """
+        try:
+            os.unlink(self.marker(rel))
+        except FileNotFoundError:
+            pass
 
     def write(self, rel: str, body: bytes, *, fsync: bool = True) -> bool:
         """Write ``body`` atomically at result path ``rel``; True when the file is new.

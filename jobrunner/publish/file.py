@@ -4,6 +4,12 @@ A result URL under ``--base-url`` maps to the same relative path under
 ``--results-dir``; a results server (``jobrunner serve`` or nginx) makes
 the directory visible at the base URL. Which paths are allowed and how a
 document is written atomically is :mod:`jobrunner.resultsdir`'s business.
+
+With ``final_markers`` on (the default), a ``done`` or ``failed`` document
+also gets its empty marker ``RESULTS/.final/PATH``, created after the
+document is in place; a ``running`` document first removes the marker (a
+re-run after a kick), so a server testing for the marker (the nginx
+example) never caches a ``running`` document for long.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class FilePublisher:
         self.results_dir = self.results.path
         self.base_url = config.base_url
         self.fsync = config.fsync
+        self.final_markers = config.final_markers
 
     def path_for(self, url: str) -> Path:
         """Return the file a result URL maps to.
@@ -58,6 +65,8 @@ class FilePublisher:
 
         Only final documents are fsync'd: a ``running`` document is still
         renamed into place atomically, but losing it in a power cut is harmless.
+        ``final`` documents get their final marker after the write, others
+        lose it before (see the module's docstring).
 
         Raises:
             jobrunner.errors.ResultRefused: the URL is unsafe.
@@ -66,7 +75,11 @@ class FilePublisher:
         """
         rel = relative_result_path(url, self.base_url)
         try:
+            if self.final_markers and not final:
+                self.results.unmark_final(rel)
             self.results.write(rel, body, fsync=self.fsync and final)
+            if self.final_markers and final:
+                self.results.mark_final(rel)
         except UnsafePath as exc:
             raise ResultRefused(f"result URL {url!r}: {exc}") from None
         except PathConflict as exc:

@@ -44,6 +44,18 @@ Outlives jobs and restarts
     rsync's own comparison sends only the files the peer lacks or has in an
     older version (``--update``: a newer file on the peer is kept), and
     dot-named temp files are left out.
+
+Final markers travel too
+    With ``final_markers`` on (the default), a peer gets each document's
+    final marker (``.final/PATH``, see :mod:`jobrunner.resultsdir`) in a
+    second transfer *after* the document, so a server there testing for it
+    (the nginx example) caches a finished document long, but never an older
+    one. Before the first push of a path that is not final, the peer's marker
+    is deleted (``--delete-missing-args``) in a transfer of its own, so a
+    re-run's ``running`` document never lands next to a stale marker; later
+    pushes of the same path skip that. A catch-up sends the markers after
+    the documents. It costs one more rsync per final document and per new
+    ``running`` path, in the background.
 """
 
 from __future__ import annotations
@@ -65,12 +77,14 @@ import attrs
 from jobrunner._log import get_logger
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed
-from jobrunner.resultsdir import relative_result_path
+from jobrunner.resultsdir import FINAL_MARKERS, relative_result_path
 
 __all__ = ["CATCH_UP", "RsyncPublisher", "rsync_options"]
 
 #: The pending "path" that stands for the whole results directory (a catch-up).
 CATCH_UP = ""
+#: Paths per peer remembered as having no final marker there; forgotten beyond this.
+_UNMARKED_LIMIT = 10_000
 #: How many rsync time-outs a catch-up transfer of the whole directory may take.
 _CATCH_UP_TIMEOUTS = 20
 
@@ -367,6 +381,19 @@ class RsyncPublisher:
                 note="this rsync has no --fsync (3.2.4+); peers rename without fsync",
             )
 
+        self.markers = config.final_markers and (
+            run is not None or "--delete-missing-args" in options
+        )
+        if config.final_markers and not self.markers:
+            log.warning(
+                "rsync_without_final_markers",
+                rsync=self.binary,
+                note="this rsync has no --delete-missing-args (3.1.0+): peers get no final "
+                "markers and cache finished documents as briefly as running ones",
+            )
+        #: Per peer: paths whose marker is known to be absent there (this process's view).
+        self._unmarked: dict[str, set[str]] = {}
+
         def backoff(attempt: int) -> float:
             return float(min(config.retry_max, config.retry_base * 2 ** max(0, attempt - 1)))
 
@@ -410,7 +437,9 @@ class RsyncPublisher:
         """The rsync command that pushes ``results_dir/rel`` to ``dest/rel``.
 
         ``rel`` :data:`CATCH_UP` sends the whole directory, leaving out
-        dot-named (temp) files and files newer on the peer.
+        dot-named (temp) files and files newer on the peer; ``.final`` sends
+        every final marker; ``.final/PATH`` sends one marker, or deletes it on
+        the peer when it is missing here.
         """
         seconds = str(max(1, round(self.timeout)))
         # --relative with "/./": the path after the dot is recreated on the peer
@@ -425,6 +454,11 @@ class RsyncPublisher:
         ]
         if rel == CATCH_UP:
             command += ["--recursive", "--update", "--exclude=.*"]
+        elif rel == FINAL_MARKERS:  # every marker, after a catch-up
+            command += ["--recursive", "--update"]
+            rel += "/"
+        elif rel.startswith(FINAL_MARKERS + "/"):  # one marker: copied, or deleted when missing
+            command += ["--ignore-times", "--delete-missing-args"]
         else:
             command.append("--ignore-times")
         if self.fsync:
@@ -437,7 +471,34 @@ class RsyncPublisher:
         return [*command, "--", f"{self.results_dir}/./{rel}", dest]
 
     def _push(self, dest: str, rel: str) -> None:
-        timeout = self.timeout * (_CATCH_UP_TIMEOUTS if rel == CATCH_UP else 1)
+        """Push ``rel`` to ``dest``, with its final marker when markers are on."""
+        if not self.markers:
+            self._transfer(dest, rel)
+            return
+        unmarked = self._unmarked.setdefault(dest, set())
+        marker = f"{FINAL_MARKERS}/{rel}"
+        if rel == CATCH_UP:
+            self._transfer(dest, rel)
+            if os.path.isdir(self.results_dir / FINAL_MARKERS):
+                self._transfer(dest, FINAL_MARKERS)
+            unmarked.clear()  # the peer may hold any marker now
+        elif os.path.lexists(self.results_dir / marker):  # final: document first, marker after
+            self._transfer(dest, rel)
+            self._transfer(dest, marker)
+            unmarked.discard(rel)
+        else:  # not final: the peer's marker goes first, once per path
+            if rel not in unmarked:
+                # rsync sends the missing marker's parents: they must exist here.
+                os.makedirs((self.results_dir / marker).parent, exist_ok=True)
+                self._transfer(dest, marker)
+                if len(unmarked) >= _UNMARKED_LIMIT:
+                    unmarked.clear()
+                unmarked.add(rel)
+            self._transfer(dest, rel)
+
+    def _transfer(self, dest: str, rel: str) -> None:
+        """Run one rsync transfer of ``rel`` (see :meth:`command`) to ``dest``."""
+        timeout = self.timeout * (_CATCH_UP_TIMEOUTS if rel in (CATCH_UP, FINAL_MARKERS) else 1)
         code, err = self._run(self.command(dest, rel), timeout)
         if code == 0:
             return

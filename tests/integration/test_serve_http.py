@@ -23,7 +23,15 @@ import httpx
 import pytest
 
 from jobrunner.caching import CachePolicy, cache_control
-from tests.support import free_port, jobrunner_cmd, require_binary, wait_for
+from tests.support import (
+    Beanstalkd,
+    Lab,
+    free_port,
+    jobrunner_cmd,
+    put_raw,
+    require_binary,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -203,8 +211,8 @@ def raw_get(base_url: str, target: bytes) -> tuple[int, bytes]:
 
 def test_get_headers_and_304_over_keepalive(server: str, request: pytest.FixtureRequest) -> None:
     """GET serves JSON with ETag, Last-Modified and a cache lifetime (a day for a done
-    document from jobrunner serve, which reads its status; a second from nginx, which
-    cannot); both validators give a 304."""
+    document from jobrunner serve, which reads its status; a second from nginx for a
+    document without a final marker); both validators give a 304."""
     kind = request.node.callspec.params["server"]
     with httpx.Client(base_url=server, timeout=5) as client:
         r = client.get("/run/r.json")
@@ -305,6 +313,87 @@ def test_running_document_cached_one_second(server: str) -> None:
     r = httpx.get(server + "/run/running.json", timeout=5)
     assert r.status_code == 200 and r.json()["status"] == "running"
     assert r.headers["cache-control"] == "public, max-age=1"
+
+
+# -- nginx reads the file publisher's final markers --------------------------------------
+
+NGINX_FINISHED = "public, max-age=86400, stale-while-revalidate=86400"
+
+
+def watch(base_url: str, name: str, want: str, seen: list[tuple[str, str]]) -> str:
+    """Poll ``name`` through the server until its status is ``want`` with a settled
+    Cache-Control (a final document's marker follows it); record every (status, header)."""
+
+    def settled() -> str | None:
+        r = httpx.get(f"{base_url}/{name}", timeout=5)
+        if r.status_code != 200:
+            return None
+        status, header = r.json()["status"], r.headers["cache-control"]
+        seen.append((status, header))
+        if status != want or (want != "running" and header != NGINX_FINISHED):
+            return None
+        return header
+
+    result: str = wait_for(settled, timeout=60, what=f"{name} {want} through the server")
+    return result
+
+
+def test_nginx_caches_finished_documents_long_and_running_ones_one_second(
+    beanstalkd: Beanstalkd, tmp_path: Path
+) -> None:
+    """Served by nginx with results.conf from a real worker's file publisher, and by a
+    peer's nginx from its rsync copy, a running document (also a kicked re-run's, over a
+    failed one) always has max-age=1 and a done or failed one the long lifetime; neither
+    nginx nor jobrunner serve serve .final/ markers."""
+    with serving("nginx", tmp_path) as nginx, serving("nginx", tmp_path / "peer") as peer:
+        lab = Lab(tmp_path)
+        serve_url, serve = start_jobrunner(lab.results_dir, tmp_path / "serve.log")
+        worker = lab.worker(
+            beanstalkd.address,
+            "--publisher",
+            "file",
+            "--publisher",
+            "rsync",
+            "--rsync-peer",
+            str(tmp_path / "peer" / "results"),
+            concurrency=2,
+        )
+        seen: list[tuple[str, str]] = []
+        try:
+            put_raw(beanstalkd.port, lab.body("sleep", "slow", {"seconds": 3}))
+            put_raw(beanstalkd.port, lab.body("hang", "stuck", timeout=3))
+            for name in ("slow", "stuck"):
+                assert watch(nginx, f"{name}.json", "running", seen) == "public, max-age=1"
+            assert watch(peer, "stuck.json", "running", seen) == "public, max-age=1"
+            for base in (nginx, peer):
+                assert watch(base, "slow.json", "done", seen) == NGINX_FINISHED
+                assert watch(base, "stuck.json", "failed", seen) == NGINX_FINISHED
+            assert (lab.results_dir / ".final" / "stuck.json").is_file()
+            for base in (nginx, serve_url):
+                r = httpx.get(f"{base}/.final/stuck.json", timeout=5)
+                assert r.status_code == 404 and b"stuck" not in r.content
+            # The buried job kicked: its re-run's running document replaces the failed one.
+            wait_for(
+                lambda: beanstalkd.tube_stats().get("current-jobs-buried") == 1, 30, what="buried"
+            )
+            kicked = subprocess.run(
+                jobrunner_cmd("kick", "--beanstalk", beanstalkd.address),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "kicked 1 job(s)" in kicked.stdout, kicked.stderr
+            assert watch(nginx, "stuck.json", "running", seen) == "public, max-age=1"
+            assert not (lab.results_dir / ".final" / "stuck.json").exists()
+            assert watch(peer, "stuck.json", "running", seen) == "public, max-age=1"
+            for base in (nginx, peer):
+                assert watch(base, "stuck.json", "failed", seen) == NGINX_FINISHED
+        finally:
+            assert worker.stop() == 0
+            assert stop(serve) == 0
+    # Never a running document with the long lifetime, whenever and wherever it was read.
+    assert {header for status, header in seen if status == "running"} == {"public, max-age=1"}
+    assert {status for status, _ in seen} == {"running", "done", "failed"}
 
 
 def test_other_methods_are_405(server: str) -> None:

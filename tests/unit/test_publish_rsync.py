@@ -34,6 +34,8 @@ def config(tmp_path: Path, *peers: str, **settings: Any) -> Config:
         "retry_base": 0.01,
         "retry_max": 0.05,
         "rsync_timeout": 5.0,
+        # One transfer per push: the marker transfers are pinned by the tests that turn it on.
+        "final_markers": False,
     }
     values.update(settings)
     return Config(**values)
@@ -240,3 +242,100 @@ def test_check_follows_the_base_url(tmp_path: Path) -> None:
     publisher.check(URL)
     with pytest.raises(ResultRefused):
         publisher.check("http://elsewhere.test/r.json")
+
+
+def _sources(fake: FakeRsync) -> list[str]:
+    """The source path (relative to the results directory) of each recorded rsync command."""
+    return [command[-2].split("/./", 1)[1] for command in fake.commands]
+
+
+def test_final_marker_is_pushed_after_its_document(tmp_path: Path) -> None:
+    """A final document goes first, its marker in a second transfer; a new running path
+    deletes the peer's marker first, once; a re-run (running after final) deletes it again."""
+    fake = FakeRsync()
+    cfg = config(tmp_path, final_markers=True)
+    files = FilePublisher(cfg)
+    publisher = RsyncPublisher(cfg, run=fake)
+    for body, final in ((b'{"status":"running"}', False), (b'{"status":"running"}', False)):
+        files.publish(URL, body, final=final)
+        publisher.replicate("u1/j1.json", final)
+        wait_for(lambda: not publisher.peers[0]._pending, timeout=10)
+    files.publish(URL, BODY)
+    publisher.replicate("u1/j1.json", True)
+    wait_for(lambda: fake.calls == 5, timeout=10)
+    files.publish(URL, b'{"status":"running"}', final=False)  # kicked: a re-run
+    publisher.replicate("u1/j1.json", False)
+    wait_for(lambda: fake.calls == 7, timeout=10)
+    publisher.close()
+    assert _sources(fake) == [
+        ".final/u1/j1.json",  # the peer's marker goes before the first running document
+        "u1/j1.json",
+        "u1/j1.json",  # the second running document: no marker transfer
+        "u1/j1.json",  # done: the document first
+        ".final/u1/j1.json",  # then its marker
+        ".final/u1/j1.json",  # the re-run: marker deleted before the running document
+        "u1/j1.json",
+    ]
+    for command in fake.commands:
+        is_marker = command[-2].split("/./", 1)[1].startswith(".final/")
+        assert ("--delete-missing-args" in command) == is_marker
+
+
+def test_catch_up_sends_markers_after_documents(tmp_path: Path) -> None:
+    """A catch-up transfers the documents (no dot names), then the .final markers."""
+    fake = FakeRsync()
+    cfg = config(tmp_path, final_markers=True)
+    FilePublisher(cfg).publish(URL, BODY)
+    publisher = RsyncPublisher(cfg, run=fake)
+    publisher.catch_up()
+    wait_for(lambda: fake.calls == 2, timeout=10)
+    publisher.close()
+    first, second = fake.commands
+    assert "--exclude=.*" in first and first[-2].endswith("/./")
+    assert "--exclude=.*" not in second and second[-2].endswith("/./.final/")
+
+
+def test_markers_off_means_one_transfer_per_push(tmp_path: Path) -> None:
+    """With final_markers off, each push is exactly one rsync and no marker is sent."""
+    fake = FakeRsync()
+    cfg = config(tmp_path, final_markers=False)
+    FilePublisher(cfg).publish(URL, BODY)
+    assert not (tmp_path / "results" / ".final").exists()
+    publisher = RsyncPublisher(cfg, run=fake)
+    publisher.publish(URL, BODY)
+    wait_for(lambda: fake.calls == 1, timeout=10)
+    publisher.close()
+    assert _sources(fake) == ["u1/j1.json"]
+
+
+def test_real_push_replicates_and_withdraws_markers(tmp_path: Path) -> None:
+    """With the real rsync, a peer directory gets the marker after a done document and
+    loses it when a re-run's running document is pushed."""
+    if shutil.which("rsync") is None:
+        pytest.skip("rsync is not installed")
+    peer = tmp_path / "peer"
+    cfg = config(tmp_path, str(peer), final_markers=True)
+    files = FilePublisher(cfg)
+    publisher = RsyncPublisher(cfg)
+    marker = peer / ".final" / "u1" / "j1.json"
+
+    def push(body: bytes, final: bool) -> None:
+        files.publish(URL, body, final=final)
+        publisher.replicate("u1/j1.json", final)
+        wait_for(lambda: not publisher.peers[0]._pending, timeout=20)
+        time.sleep(0.05)  # the push itself may still run: wait for the file
+        wait_for(
+            lambda: (
+                (peer / "u1" / "j1.json").exists()
+                and (peer / "u1" / "j1.json").read_bytes() == body
+            ),
+            timeout=20,
+        )
+
+    push(b'{"status":"running"}', False)
+    assert not marker.exists()
+    push(BODY, True)
+    wait_for(marker.exists, timeout=20)
+    push(b'{"status":"running"}', False)
+    assert not marker.exists()
+    publisher.close()

@@ -204,3 +204,52 @@ def test_segment_with_trailing_newline_is_not_safe() -> None:
     """A path segment is matched in full: "name\\n" is not a safe segment."""
     assert is_safe_segment("name.json")
     assert not is_safe_segment("name.json\n")
+
+
+def test_file_publisher_marks_final_documents(tmp_path: Path) -> None:
+    """A done/failed document gets the empty marker .final/PATH after it is written; a
+    running document (a re-run over a final one) removes the marker first; off by setting."""
+    config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
+    publisher = FilePublisher(config)
+    marker = tmp_path / ".final" / "a" / "b" / "c.json"
+    publisher.publish(BASE + "a/b/c.json", b'{"status":"running"}', final=False)
+    assert not marker.exists()
+    publisher.publish(BASE + "a/b/c.json", b'{"status":"done"}')
+    assert marker.is_file() and marker.read_bytes() == b""
+    assert marker.stat().st_mtime_ns >= (tmp_path / "a" / "b" / "c.json").stat().st_mtime_ns
+    publisher.publish(BASE + "a/b/c.json", b'{"status":"done"}')  # a re-publication: still there
+    assert marker.is_file()
+    publisher.publish(BASE + "a/b/c.json", b'{"status":"running"}', final=False)
+    assert not marker.exists()
+    assert (tmp_path / "a" / "b" / "c.json").read_bytes() == b'{"status":"running"}'
+    off = load_config(
+        env={}, flags={"results_dir": str(tmp_path), "base_url": BASE, "final_markers": False}
+    )
+    FilePublisher(off).publish(BASE + "x.json", b'{"status":"done"}')
+    assert not (tmp_path / ".final" / "x.json").exists()
+
+
+def test_final_marker_order_when_the_document_fails_to_write(tmp_path: Path) -> None:
+    """A final document that cannot be written leaves no marker; a running one that cannot
+    be written has already lost its marker (never a stale marker beside a new document)."""
+    config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
+    publisher = FilePublisher(config)
+    publisher.publish(BASE + "r.json", b'{"status":"done"}')
+    (tmp_path / "blocked.json").mkdir()
+    with pytest.raises(ResultBlocked):
+        publisher.publish(BASE + "blocked.json", b'{"status":"done"}')
+    assert not (tmp_path / ".final" / "blocked.json").exists()
+    results = ResultsDir(tmp_path)
+    results.unmark_final("r.json")  # idempotent helpers
+    results.unmark_final("r.json")
+    assert not (tmp_path / ".final" / "r.json").exists()
+    with pytest.raises(UnsafePath):
+        results.mark_final("../escape.json")
+
+
+def test_find_never_serves_final_markers(tmp_path: Path) -> None:
+    """The results server's lookup hides .final/... like every dot-named path."""
+    results = ResultsDir(tmp_path)
+    results.mark_final("a/r.json")
+    assert (tmp_path / ".final" / "a" / "r.json").is_file()
+    assert results.find([".final", "a", "r.json"]) is None
