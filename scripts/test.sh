@@ -25,7 +25,7 @@ done
 status=0
 venv_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 echo "test: whole suite on Python $venv_version (.venv)"
-python -m pytest -p no:cacheprovider "${pytest_args[@]}" "$@" || status=1
+python -m pytest -p no:cacheprovider --durations=10 "${pytest_args[@]}" "$@" || status=1
 
 # An interpreter for version $1: pyenv's newest patch release, else python$1 on PATH.
 find_python() {
@@ -52,8 +52,8 @@ done
 if [ ${#envs[@]} -gt 0 ]; then
   echo "test: fast suite on ${envs[*]} (tox)"
   # tox keeps its environments in .tox and reinstalls only when tox.ini changes.
-  python -m tox run -q --skip-missing-interpreters false -e "$(IFS=,; echo "${envs[*]}")" \
-    --discover "${found[@]}" || status=1
+  python -m tox run-parallel -q --parallel-no-spinner --skip-missing-interpreters false \
+    -e "$(IFS=,; echo "${envs[*]}")" --discover "${found[@]}" || status=1
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: Python ${missing[*]} not found (install them with pyenv to test there)"
