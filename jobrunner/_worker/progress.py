@@ -52,17 +52,27 @@ class Scheduler:
         """Run ``fn`` on the scheduler thread after ``delay`` seconds."""
         call = _Call(fn)
         with self._cond:
-            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._order), call))
+            entry = (time.monotonic() + delay, next(self._order), call)
+            heapq.heappush(self._queue, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Wake the thread only when it must now wake sooner: with a job every few
+            # milliseconds, each announcing a document 0.2 s later, it sleeps on.
+            if self._queue[0] is entry:
+                self._cond.notify()
         return call
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue or self._queue[0][0] > time.monotonic():
+                while True:
+                    # Calls cancelled meanwhile (most: jobs end before their first
+                    # running document is due) are dropped without waiting for them.
+                    while self._queue and self._queue[0][2].cancelled:
+                        heapq.heappop(self._queue)
+                    if self._queue and self._queue[0][0] <= time.monotonic():
+                        break
                     timeout = self._queue[0][0] - time.monotonic() if self._queue else None
                     self._cond.wait(timeout)
                 _, _, call = heapq.heappop(self._queue)
