@@ -339,8 +339,8 @@ class ResultsDir:
         """
         try:
             os.unlink(self.marker(rel))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass  # no marker file there: nothing that a server could take for one
 
     def write(self, rel: str, body: bytes, *, fsync: bool = True) -> bool:
         """Write ``body`` atomically at result path ``rel``; True when the file is new.

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobrunner._log import get_logger
 from jobrunner.config import Config
 from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked, ResultRefused
 from jobrunner.resultsdir import PathConflict, ResultsDir, UnsafePath, relative_result_path
 
 __all__ = ["FilePublisher"]
+
+log = get_logger(__name__)
 
 
 class FilePublisher:
@@ -78,8 +81,6 @@ class FilePublisher:
             if self.final_markers and not final:
                 self.results.unmark_final(rel)
             self.results.write(rel, body, fsync=self.fsync and final)
-            if self.final_markers and final:
-                self.results.mark_final(rel)
         except UnsafePath as exc:
             raise ResultRefused(f"result URL {url!r}: {exc}") from None
         except PathConflict as exc:
@@ -88,6 +89,16 @@ class FilePublisher:
             raise PublishFailed(
                 f"writing {self.results.root / rel} failed: {exc.strerror or exc}"
             ) from exc
+        if self.final_markers and final:
+            try:
+                self.results.mark_final(rel)
+            except OSError as exc:  # the document is out; only its cache lifetime suffers
+                log.warning(
+                    "final_marker_failed",
+                    path=rel,
+                    error=exc.strerror or str(exc),
+                    note="nginx serves this document as if it were running (max-age=1)",
+                )
 
     def close(self) -> None:
         """Nothing to release."""

@@ -19,6 +19,7 @@ from jobrunner.resultsdir import (
     relative_result_path,
     split_url_path,
 )
+from tests.support import capture_events
 
 BASE = "http://results.test:8080/r/"
 
@@ -253,3 +254,17 @@ def test_find_never_serves_final_markers(tmp_path: Path) -> None:
     results.mark_final("a/r.json")
     assert (tmp_path / ".final" / "a" / "r.json").is_file()
     assert results.find([".final", "a", "r.json"]) is None
+
+
+def test_a_blocked_marker_never_fails_the_publication(tmp_path: Path) -> None:
+    """A file standing where .final/ should be: final documents are still published (the
+    marker's failure is logged as final_marker_failed) and running ones too."""
+    config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
+    publisher = FilePublisher(config)
+    (tmp_path / ".final").write_text("in the way")
+    with capture_events() as events:
+        publisher.publish(BASE + "a/r.json", b'{"status":"done"}')
+        publisher.publish(BASE + "a/r.json", b'{"status":"running"}', final=False)
+    assert (tmp_path / "a" / "r.json").read_bytes() == b'{"status":"running"}'
+    failed = [e for e in events if e["event"] == "final_marker_failed"]
+    assert len(failed) == 1 and failed[0]["path"] == "a/r.json"
