@@ -118,8 +118,10 @@ class Retries:
 #: Permanent failures that delete the job (nothing for an operator to repair).
 _DELETED = frozenset({"expired", "cancelled"})
 
-#: Error codes that say the result URL cannot take a document.
-_UNPUBLISHABLE = frozenset({"result_refused", "result_blocked"})
+#: Error codes that say no publisher takes the result URL. (``result_blocked`` is not
+#: one: only the results directory is blocked, and other publishers — an HTTP PUT —
+#: still get the failed document; see ``publish_failure``.)
+_UNPUBLISHABLE = frozenset({"result_refused"})
 
 
 @attrs.frozen(kw_only=True)

@@ -132,20 +132,39 @@ def publish_failure(
 ) -> bool:
     """Publish the ``failed`` document of a job; True when it got out. Never raises.
 
-    A failure document that cannot be written is logged
-    (``failure_publish_failed``); the caller then keeps the job (buried)
-    instead of deleting it.
+    Unlike a ``done`` document, a failure is published wherever it can be:
+    each publisher of the chain is tried on its own, so a result path blocked
+    for one (``result_blocked`` in the results directory) still gets the
+    document through the others (an HTTP PUT, say); a publisher that only
+    passes on what those before it wrote (``follows_previous``, as rsync) is
+    skipped after a failure. A publisher that cannot
+    write it is logged (``failure_publish_failed``); True only when every one
+    did — otherwise the caller keeps the job (buried) instead of deleting it.
     """
-    try:
-        publishers.check(url)
-        publish_document(publishers, url, builder.failed(error), max_bytes)
-    except JobFailure as exc:
-        bound.warning("failure_publish_failed", code=exc.code, error=exc.message)
-        return False
-    except Exception as exc:  # a publisher's own bug must not leave the job reserved
-        bound.exception("failure_publish_failed", error=f"{type(exc).__name__}: {exc}")
-        return False
-    return True
+    out = True
+    for publisher in publishers.publishers:
+        if not out and getattr(publisher, "follows_previous", False):
+            continue  # e.g. rsync: it would push what the failed publisher did not write
+        single = PublisherChain([publisher])
+        try:
+            single.check(url)
+            publish_document(single, url, builder.failed(error), max_bytes)
+        except JobFailure as exc:
+            bound.warning(
+                "failure_publish_failed",
+                publisher=type(publisher).__name__,
+                code=exc.code,
+                error=exc.message,
+            )
+            out = False
+        except Exception as exc:  # a publisher's own bug must not leave the job reserved
+            bound.exception(
+                "failure_publish_failed",
+                publisher=type(publisher).__name__,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            out = False
+    return out
 
 
 def publish_note(

@@ -344,6 +344,10 @@ class RsyncPublisher:
             publisher not before ``rsync``, or rsync not installed.
     """
 
+    #: It pushes what the publishers before it wrote: when one of them could not
+    #: write a document, there is nothing of it to push (see ``publish_failure``).
+    follows_previous = True
+
     def __init__(
         self, config: Config, *, run: Runner | None = None, binary: str | None = None
     ) -> None:

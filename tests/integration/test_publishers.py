@@ -243,3 +243,46 @@ def test_results_host_refuses_puts_without_the_token(
         assert answer.status_code == 405
     finally:
         host.stop()
+
+
+def test_blocked_result_path_still_gets_its_failed_document_through_other_publishers(
+    beanstalkd: Beanstalkd, file_input: tuple[Path, str], tmp_path: Path
+) -> None:
+    """With --publisher file --publisher http, a result path blocked by a directory in the
+    results directory fails the job as result_blocked (buried, never retried), and its
+    failed document still reaches the HTTP results host."""
+    inputs, input_url = file_input
+    host = ResultsServer(tmp_path / "host", "--put-token", TOKEN)
+    results = tmp_path / "results"
+    (results / "w1" / "blocked.json").mkdir(parents=True)  # a directory where the file goes
+    worker = Worker(
+        beanstalkd.address,
+        results,
+        host.base_url,
+        "--allow-file-inputs",
+        str(inputs),
+        "--publisher",
+        "file",
+        "--publisher",
+        "http",
+        "--put-origin",
+        host.base_url,
+        env={"JOBRUNNER_HTTP_TOKEN": TOKEN},
+    )
+    try:
+        with Client(beanstalkd.address) as client:
+            job_id = client.submit("echo", input_url, host.base_url + "w1/blocked.json")
+        worker.wait_event("job_buried", job_id=job_id, code="result_blocked")
+        doc = wait_for(
+            lambda: (d := host.get_json("w1/blocked.json")) and d,
+            timeout=20,
+            what="failed document on the results host",
+        )
+        assert doc["status"] == "failed"
+        assert doc["error"]["code"] == "result_blocked"
+        assert doc["error"]["retryable"] is False
+        assert (results / "w1" / "blocked.json").is_dir()  # left as it was
+        assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
+    finally:
+        worker.stop()
+        host.stop()

@@ -261,6 +261,8 @@ def test_a_refused_result_url_is_not_published_to() -> None:
     refused = decide(Failed(_error("result_refused")), attempt=1, retries=RETRIES)
     assert refused.failure is not None and not refused.publishable
     assert decide(Failed(_error("plugin_error")), attempt=1, retries=RETRIES).publishable
+    # A blocked results-directory path: the other publishers still take the document.
+    assert decide(Failed(_error("result_blocked")), attempt=1, retries=RETRIES).publishable
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
