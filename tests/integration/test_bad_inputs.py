@@ -1111,7 +1111,9 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
         assert bad.says in failed["error"]["message"]
         if failed.get("attempt") is not None:
             assert failed["attempt"] == bad.attempts
-        assert listing(bench.results_dir) - results_before == {f"{name}.json"}
+        # The document, and the final marker the file publisher keeps beside it for nginx.
+        added = listing(bench.results_dir) - results_before
+        assert added - {".final"} == {f"{name}.json", f".final/{name}.json"}
     else:
         assert not result_file.exists()
         assert listing(bench.results_dir) == results_before
