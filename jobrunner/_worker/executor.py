@@ -27,7 +27,7 @@ from jobrunner import codec
 from jobrunner._log import get_logger, job_context
 from jobrunner._worker.documents import ResultBuilder, error_of, publish_document
 from jobrunner._worker.progress import ProgressReporter, Scheduler
-from jobrunner._worker.protocol import Finished, Replicate, RunJob
+from jobrunner._worker.protocol import Finished, Publishing, Replicate, RunJob
 from jobrunner._worker.slate import Slate
 from jobrunner.config import Config
 from jobrunner.context import Context
@@ -39,6 +39,7 @@ from jobrunner.publish.base import PublisherChain, build_publishers
 __all__ = ["JobExecutor"]
 
 log = get_logger(__name__)
+_PUBLISHING = Publishing()
 
 
 def _rss_bytes() -> int:
@@ -57,7 +58,7 @@ class JobExecutor:
         config: Config,
         *,
         publishers: PublisherChain | None = None,
-        notify: Callable[[Replicate], None] | None = None,
+        notify: Callable[[Replicate | Publishing], None] | None = None,
         slate: Slate | None = None,
     ) -> None:
         from jobrunner.fetch import Fetcher  # imported here: httpx is a child-only cost
@@ -186,6 +187,8 @@ class JobExecutor:
                 timings["run_s"] = round(time.perf_counter() - t_fetched, 4)
         finally:
             progress.close()
+        if self._notify is not None:
+            self._notify(_PUBLISHING)  # the worker takes its next job meanwhile
         publish_document(
             self.publishers, job.result, builder.done(data), self.config.max_result_bytes
         )
