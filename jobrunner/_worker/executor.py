@@ -42,12 +42,29 @@ log = get_logger(__name__)
 _PUBLISHING = Publishing()
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return 0
+class _Rss:
+    """This process's resident memory, read from a kept-open ``/proc/self/statm``."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # pragma: no cover - not Linux
+            self._fd = None
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def bytes(self) -> int:
+        """Resident bytes now (0 where unknown)."""
+        if self._fd is None:  # pragma: no cover - not Linux
+            return 0
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
+        except (OSError, ValueError, IndexError):  # pragma: no cover
+            return 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class JobExecutor:
@@ -71,6 +88,7 @@ class JobExecutor:
         self._notify = notify
         self._slate = slate
         self._written: list[str] = []  # final documents to replicate, sent with Finished
+        self._rss = _Rss()
         for publisher in self.publishers.publishers:
             # Replication (rsync) outlives this process: the worker pushes what we wrote.
             forward_to = getattr(publisher, "forward_to", None)
@@ -87,6 +105,7 @@ class JobExecutor:
         """Release the HTTP connections and publishers."""
         self.fetcher.close()
         self.publishers.close()
+        self._rss.close()
 
     def execute(self, request: RunJob) -> Finished:
         """Run one job and publish its ``done`` document; never raises for a job's failure."""
@@ -134,7 +153,7 @@ class JobExecutor:
             provenance=builder.provenance,
             fetch_s=timings.get("fetch_s"),
             run_s=timings.get("run_s"),
-            rss=_rss_bytes(),
+            rss=self._rss.bytes(),
         )
 
     # -- the steps ---------------------------------------------------------

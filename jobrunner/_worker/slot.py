@@ -211,9 +211,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
     def step(self) -> None:
         """Make sure the child runs, take one job (reserving briefly) and handle it."""
         taken = self._ahead
-        if taken is None or taken.handed is None:
-            if not self._ensure_child():
-                return
+        if (taken is None or taken.handed is None) and not self._ensure_child():
+            return
         if taken is None:
             found = self._reserve()
             if found is None:
@@ -395,10 +394,9 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         assert taken.job is not None
         job, lease = taken.job, taken.lease
         taken.timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
-        taken.bound.debug(
-            "job_reserved", ttr=lease.ttr, timeout=taken.timeout, pid=self.child.pid
-        )
-        self.child.run(RunJob(job=job, attempt=lease.attempt, tube=lease.tube, beanstalk_id=lease.id))
+        taken.bound.debug("job_reserved", ttr=lease.ttr, timeout=taken.timeout, pid=self.child.pid)
+        request = RunJob(job=job, attempt=lease.attempt, tube=lease.tube, beanstalk_id=lease.id)
+        self.child.run(request)
         taken.handed = time.monotonic()
         self._running = taken
 
