@@ -523,6 +523,12 @@ def run_good_job(bench: Bench, name: str) -> None:
     doc = wait_for_status(bench.results_dir / f"good-{name}.json", timeout=30)
     assert doc["status"] == "done", doc
     assert doc["data"]["input"] == GOOD_INPUT
+    # The final marker follows the document (the next row lists the directory).
+    marker = bench.results_dir / ".final" / f"good-{name}.json"
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), "no final marker after the done document"
 
 
 # -- the table -------------------------------------------------------------------------------------
