@@ -66,6 +66,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # anything else, and a "%" not starting an escape, is percent-encoded as UTF-8.
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]|%(?![0-9A-Fa-f]{2})")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -178,7 +179,7 @@ def parse_url(text: str) -> Url:
         end = hostport.find("]")
         if end < 0:
             raise ValueError("an unclosed '[' in the host")
-        host, rest = hostport[1:end], hostport[end + 1 :]
+        host, rest = hostport[1:end].lower(), hostport[end + 1 :]
         try:
             socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
         except (OSError, ValueError):
@@ -428,13 +429,10 @@ class _WireAnswer(Answer):
     def _chunks(self, conn: _Connection) -> Iterator[bytes]:
         while True:
             line = self._line(conn)
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                if not size_text or not size_text.isalnum():
-                    raise ValueError
-                size = int(size_text, 16)
-            except ValueError:
-                raise WireError(f"invalid chunk size {bytes(line[:40])!r}") from None
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise WireError(f"invalid chunk size {bytes(line[:40])!r}")
+            size = int(size_text, 16)
             if size == 0:
                 trailers = 0
                 while self._line(conn):  # trailer fields, ignored
