@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -384,3 +386,35 @@ def test_redirect_location_in_utf8_is_followed(serve: Callable[[Handler], RawSer
         assert f.fetch(server.url()).value == {"moved": True}
     assert server.requests[1].startswith(b"GET /d%C3%A9j%C3%A0.json HTTP/1.1")
     assert server.connections == 1
+
+
+_NO_SSL = """
+import sys
+import jobrunner.config
+from jobrunner.fetch import Fetcher
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ssl", "_ssl", "httpx", "httpcore", "h11", "certifi"):
+            raise ImportError(f"{name} imported by an http fetch")
+
+for name in ("ssl", "_ssl"):  # loaded by other imports (logging): forget them
+    sys.modules.pop(name, None)
+sys.meta_path.insert(0, Refuse())
+config = jobrunner.config.Config(allow_host=["127.0.0.1"])
+print(Fetcher(config).fetch(sys.argv[1]).value)
+"""
+
+
+def test_http_fetch_imports_neither_ssl_nor_httpx(serve: Callable[[Handler], RawServer]) -> None:
+    """A child fetching http inputs never imports ssl or httpx (memory: ssl is loaded
+    on the first https input only)."""
+    server = serve(keep_alive(answer(b'{"plain": "http"}')))
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_SSL, server.url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'plain': 'http'}"
