@@ -303,7 +303,84 @@ class InputsServer:
         self.thread.join(timeout=10)
 
 
-# -- the bench: one beanstalkd, two HTTP servers, one worker for the whole table ---------------
+class RawInputsServer:
+    """A TCP server on 127.0.0.1 answering with exact bytes by path: what no HTTP framework
+    would send (not HTTP, a body cut short, a head without end, an endless chunk).
+
+    One thread per connection; each answer is sent, then the connection is shut down.
+    Every loop is bounded (socket time-outs, a stop flag, a fixed number of sends).
+    """
+
+    JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    FIXED = {
+        b"/not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        b"/cut-short": JSON + b'Content-Length: 100\r\n\r\n{"meters": [1, 2',
+        b"/transfer-encoding-gzip": JSON + b"Transfer-Encoding: gzip\r\n\r\n",
+        b"/bad-chunk": JSON + b"Transfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+    }
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self) -> RawInputsServer:
+        self.thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data and len(data) < 65536:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                path = data.split(b" ", 2)[1].split(b"?", 1)[0]
+                if path == b"/endless-head":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for i in range(1000):  # bounded; the worker hangs up after 64 KiB
+                        if self.stopping.is_set():
+                            return
+                        conn.sendall(b"X-Filler-%d: %s\r\n" % (i, b"f" * 200))
+                elif path == b"/endless-chunk":
+                    conn.sendall(self.JSON + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n")
+                    for _ in range(1000):  # 16 MiB at most; the worker stops at its limit
+                        if self.stopping.is_set():
+                            return
+                        conn.sendall(b" " * 16384)
+                else:
+                    conn.sendall(self.FIXED.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        self.thread.join(timeout=5)
+        for thread in self.threads:
+            thread.join(timeout=6)
+
+
+# -- the bench: one beanstalkd, three HTTP servers (one raw), one worker for the whole table -------
 
 
 @dataclasses.dataclass
@@ -314,6 +391,7 @@ class Bench:
     beanstalkd: Beanstalkd
     results: ResultsServer
     inputs: InputsServer
+    raw_inputs: RawInputsServer
     worker: LoggedProcess
     worker_pid: int
     queue: Connection
@@ -322,7 +400,7 @@ class Bench:
     buried: int = 0
 
     def fill(self, value: Any, name: str) -> Any:
-        """Replace the ``{in}``, ``{res}``, ``{files}``, ``{name}`` placeholders in a template."""
+        """Replace the ``{in}``, ``{raw}``, ``{res}``, ``{files}``, ``{name}`` placeholders."""
         values = {**self.values, "{name}": name}
         if isinstance(value, str):
             for key, text in values.items():
@@ -363,6 +441,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
     results = ResultsServer(results_dir)
     inputs = InputsServer(files_dir).start()
+    raw_inputs = RawInputsServer().start()
     worker = LoggedProcess(
         jobrunner_cmd(
             "work",
@@ -409,12 +488,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             beanstalkd=beanstalkd,
             results=results,
             inputs=inputs,
+            raw_inputs=raw_inputs,
             worker=worker,
             worker_pid=worker.pid,
             queue=queue,
             client=client,
             values={
                 "{in}": f"http://localhost:{inputs.port}/",
+                "{raw}": f"http://localhost:{raw_inputs.port}/",
                 "{port}": str(inputs.port),
                 "{port+65536}": str(inputs.port + 65536),
                 "{res}": results.base_url,
@@ -427,6 +508,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         queue.close()
         worker.stop()
         inputs.stop()
+        raw_inputs.stop()
         results.stop()
         beanstalkd.stop()
 
@@ -923,6 +1005,43 @@ TABLE = [
     bad_input(
         "input-drips-past-deadline", "{in}drip", "retries_exhausted", "deadline", max_attempts=1
     ),
+    # -- answers that are not valid HTTP/1.1 (a raw socket server): retryable, named --
+    bad_input(
+        "input-answer-not-http",
+        "{raw}not-http",
+        "retries_exhausted",
+        "not an HTTP/1.x status line",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-body-cut-short",
+        "{raw}cut-short",
+        "retries_exhausted",
+        "before the body ended",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-head-without-end",
+        "{raw}endless-head",
+        "retries_exhausted",
+        "longer than 65536 bytes",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-transfer-encoding-gzip",
+        "{raw}transfer-encoding-gzip",
+        "retries_exhausted",
+        "unsupported Transfer-Encoding",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-negative-chunk-size",
+        "{raw}bad-chunk",
+        "retries_exhausted",
+        "invalid chunk size",
+        max_attempts=1,
+    ),
+    bad_input("input-endless-chunk", "{raw}endless-chunk", "input_too_large", "after decoding"),
     bad_input("input-over-size-limit", "{in}huge", "input_too_large", "announces"),
     bad_input(
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
