@@ -55,6 +55,7 @@ from tests.support import (
     IN_CI,
     Beanstalkd,
     LoggedProcess,
+    RawServer,
     ResultsServer,
     answer_lifespan,
     free_port,
@@ -303,81 +304,37 @@ class InputsServer:
         self.thread.join(timeout=10)
 
 
-class RawInputsServer:
-    """A TCP server on 127.0.0.1 answering with exact bytes by path: what no HTTP framework
-    would send (not HTTP, a body cut short, a head without end, an endless chunk).
+RAW_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+#: What the raw inputs server answers by path: what no HTTP framework would send.
+RAW_ANSWERS = {
+    b"/not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    b"/cut-short": RAW_JSON + b'Content-Length: 100\r\n\r\n{"meters": [1, 2',
+    b"/transfer-encoding-gzip": RAW_JSON + b"Transfer-Encoding: gzip\r\n\r\n",
+    b"/bad-chunk": RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+}
 
-    One thread per connection; each answer is sent, then the connection is shut down.
-    Every loop is bounded (socket time-outs, a stop flag, a fixed number of sends).
-    """
 
-    JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    FIXED = {
-        b"/not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
-        b"/cut-short": JSON + b'Content-Length: 100\r\n\r\n{"meters": [1, 2',
-        b"/transfer-encoding-gzip": JSON + b"Transfer-Encoding: gzip\r\n\r\n",
-        b"/bad-chunk": JSON + b"Transfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
-    }
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def start(self) -> RawInputsServer:
-        self.thread.start()
-        return self
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                data = b""
-                while b"\r\n\r\n" not in data and len(data) < 65536:
-                    more = conn.recv(65536)
-                    if not more:
-                        return
-                    data += more
-                path = data.split(b" ", 2)[1].split(b"?", 1)[0]
-                if path == b"/endless-head":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
-                    for i in range(1000):  # bounded; the worker hangs up after 64 KiB
-                        if self.stopping.is_set():
-                            return
-                        conn.sendall(b"X-Filler-%d: %s\r\n" % (i, b"f" * 200))
-                elif path == b"/endless-chunk":
-                    conn.sendall(self.JSON + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n")
-                    for _ in range(1000):  # 16 MiB at most; the worker stops at its limit
-                        if self.stopping.is_set():
-                            return
-                        conn.sendall(b" " * 16384)
-                else:
-                    conn.sendall(self.FIXED.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
+def answer_raw(server: RawServer, conn: socket.socket) -> None:
+    """Answer one request of the raw inputs server by its path, then shut the connection."""
+    head = server.read_request(conn)
+    if head is None:
+        return
+    path = head.split(b" ", 2)[1].split(b"?", 1)[0]
+    if path == b"/endless-head":
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(1000):  # bounded; the worker hangs up after 64 KiB
+            if server.stopping.is_set():
                 return
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.listener.close()
-        self.thread.join(timeout=5)
-        for thread in self.threads:
-            thread.join(timeout=6)
+            conn.sendall(b"X-Filler-%d: %s\r\n" % (i, b"f" * 200))
+    elif path == b"/endless-chunk":
+        conn.sendall(RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n")
+        for _ in range(1000):  # 16 MiB at most; the worker stops at its limit
+            if server.stopping.is_set():
+                return
+            conn.sendall(b" " * 16384)
+    else:
+        conn.sendall(RAW_ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+    conn.shutdown(socket.SHUT_WR)
 
 
 # -- the bench: one beanstalkd, three HTTP servers (one raw), one worker for the whole table -------
@@ -391,7 +348,7 @@ class Bench:
     beanstalkd: Beanstalkd
     results: ResultsServer
     inputs: InputsServer
-    raw_inputs: RawInputsServer
+    raw_inputs: RawServer
     worker: LoggedProcess
     worker_pid: int
     queue: Connection
@@ -441,7 +398,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
     results = ResultsServer(results_dir)
     inputs = InputsServer(files_dir).start()
-    raw_inputs = RawInputsServer().start()
+    raw_inputs = RawServer(answer_raw)
     worker = LoggedProcess(
         jobrunner_cmd(
             "work",
