@@ -55,6 +55,7 @@ from tests.support import (
     IN_CI,
     Beanstalkd,
     LoggedProcess,
+    RawServer,
     ResultsServer,
     answer_lifespan,
     free_port,
@@ -312,7 +313,40 @@ class InputsServer:
         self.thread.join(timeout=10)
 
 
-# -- the bench: one beanstalkd, two HTTP servers, one worker for the whole table ---------------
+RAW_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+#: What the raw inputs server answers by path: what no HTTP framework would send.
+RAW_ANSWERS = {
+    b"/not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    b"/cut-short": RAW_JSON + b'Content-Length: 100\r\n\r\n{"meters": [1, 2',
+    b"/transfer-encoding-gzip": RAW_JSON + b"Transfer-Encoding: gzip\r\n\r\n",
+    b"/bad-chunk": RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+}
+
+
+def answer_raw(server: RawServer, conn: socket.socket) -> None:
+    """Answer one request of the raw inputs server by its path, then shut the connection."""
+    head = server.read_request(conn)
+    if head is None:
+        return
+    path = head.split(b" ", 2)[1].split(b"?", 1)[0]
+    if path == b"/endless-head":
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(1000):  # bounded; the worker hangs up after 64 KiB
+            if server.stopping.is_set():
+                return
+            conn.sendall(b"X-Filler-%d: %s\r\n" % (i, b"f" * 200))
+    elif path == b"/endless-chunk":
+        conn.sendall(RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n")
+        for _ in range(1000):  # 16 MiB at most; the worker stops at its limit
+            if server.stopping.is_set():
+                return
+            conn.sendall(b" " * 16384)
+    else:
+        conn.sendall(RAW_ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+    conn.shutdown(socket.SHUT_WR)
+
+
+# -- the bench: one beanstalkd, three HTTP servers (one raw), one worker for the whole table -------
 
 
 @dataclasses.dataclass
@@ -323,6 +357,7 @@ class Bench:
     beanstalkd: Beanstalkd
     results: ResultsServer
     inputs: InputsServer
+    raw_inputs: RawServer
     worker: LoggedProcess
     worker_pid: int
     queue: Connection
@@ -331,7 +366,7 @@ class Bench:
     buried: int = 0
 
     def fill(self, value: Any, name: str) -> Any:
-        """Replace the ``{in}``, ``{res}``, ``{files}``, ``{name}`` placeholders in a template."""
+        """Replace the ``{in}``, ``{raw}``, ``{res}``, ``{files}``, ``{name}`` placeholders."""
         values = {**self.values, "{name}": name}
         if isinstance(value, str):
             for key, text in values.items():
@@ -373,6 +408,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
     results = ResultsServer(results_dir)
     inputs = InputsServer(files_dir).start()
+    raw_inputs = RawServer(answer_raw)
     worker = LoggedProcess(
         jobrunner_cmd(
             "work",
@@ -419,12 +455,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             beanstalkd=beanstalkd,
             results=results,
             inputs=inputs,
+            raw_inputs=raw_inputs,
             worker=worker,
             worker_pid=worker.pid,
             queue=queue,
             client=client,
             values={
                 "{in}": f"http://localhost:{inputs.port}/",
+                "{raw}": f"http://localhost:{raw_inputs.port}/",
                 "{port}": str(inputs.port),
                 "{port+65536}": str(inputs.port + 65536),
                 "{res}": results.base_url,
@@ -437,6 +475,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         queue.close()
         worker.stop()
         inputs.stop()
+        raw_inputs.stop()
         results.stop()
         beanstalkd.stop()
 
@@ -533,6 +572,10 @@ def run_good_job(bench: Bench, name: str) -> None:
     doc = wait_for_status(bench.results_dir / f"good-{name}.json", timeout=30)
     assert doc["status"] == "done", doc
     assert doc["data"]["input"] == GOOD_INPUT
+    # The final marker follows the document: wait for it too, or it lands in the next
+    # row's listing of what that row added.
+    marker = bench.results_dir / ".final" / f"good-{name}.json"
+    wait_for(marker.exists, 30, what=f"the final marker of good-{name}.json")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -929,6 +972,43 @@ TABLE = [
     bad_input(
         "input-drips-past-deadline", "{in}drip", "retries_exhausted", "deadline", max_attempts=1
     ),
+    # -- answers that are not valid HTTP/1.1 (a raw socket server): retryable, named --
+    bad_input(
+        "input-answer-not-http",
+        "{raw}not-http",
+        "retries_exhausted",
+        "not an HTTP/1.x status line",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-body-cut-short",
+        "{raw}cut-short",
+        "retries_exhausted",
+        "before the body ended",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-head-without-end",
+        "{raw}endless-head",
+        "retries_exhausted",
+        "longer than 65536 bytes",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-transfer-encoding-gzip",
+        "{raw}transfer-encoding-gzip",
+        "retries_exhausted",
+        "unsupported Transfer-Encoding",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-negative-chunk-size",
+        "{raw}bad-chunk",
+        "retries_exhausted",
+        "invalid chunk size",
+        max_attempts=1,
+    ),
+    bad_input("input-endless-chunk", "{raw}endless-chunk", "input_too_large", "after decoding"),
     bad_input("input-over-size-limit", "{in}huge", "input_too_large", "announces"),
     bad_input(
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
