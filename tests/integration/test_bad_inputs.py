@@ -523,6 +523,10 @@ def run_good_job(bench: Bench, name: str) -> None:
     doc = wait_for_status(bench.results_dir / f"good-{name}.json", timeout=30)
     assert doc["status"] == "done", doc
     assert doc["data"]["input"] == GOOD_INPUT
+    # The final marker follows the document: wait for it too, or it lands in the next
+    # row's listing of what that row added.
+    marker = bench.results_dir / ".final" / f"good-{name}.json"
+    wait_for(marker.exists, 30, what=f"the final marker of good-{name}.json")
 
 
 # -- the table -------------------------------------------------------------------------------------
