@@ -140,6 +140,8 @@ class WorkerMetrics:
             scrape time, for ``jobrunner_child_resident_memory_bytes``.
         process: add prometheus_client's process and platform collectors
             (False in unit tests that build many registries).
+        export: build :attr:`registry` now (the worker's ``--metrics-port``),
+            so that the metrics server answers as soon as it listens.
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class WorkerMetrics:
         queue: QueueDepth | None = None,
         children: Callable[[], dict[int, int]] = dict,
         process: bool = True,
+        export: bool = False,
     ) -> None:
         self._types = frozenset(job_types) if job_types is not None else None
         self._reconnects = reconnects
@@ -166,6 +169,8 @@ class WorkerMetrics:
         self._retries: dict[str, int] = {}
         self._child_restarts: dict[str, int] = {}
         self._publish_failures = 0
+        if export:
+            self._registry = _build_registry(self)
 
     # -- what the worker reports -------------------------------------------------
 
