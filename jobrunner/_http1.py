@@ -180,8 +180,10 @@ def parse_url(text: str) -> Url:
         if end < 0:
             raise ValueError("an unclosed '[' in the host")
         host, rest = hostport[1:end].lower(), hostport[end + 1 :]
+        if "%" in host:
+            raise ValueError(f"IPv6 zone identifiers are not supported ([{host}])")
         try:
-            socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+            socket.inet_pton(socket.AF_INET6, host)
         except (OSError, ValueError):
             raise ValueError(f"invalid IPv6 address [{host}]") from None
         if rest and not rest.startswith(":"):

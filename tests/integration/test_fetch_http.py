@@ -471,3 +471,19 @@ def test_tls_sni_and_verification_use_original_name(
     finally:
         server.stop()
     assert {host for host, _ in connects} == {"127.0.0.1"}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_tls_verified_by_default(tmp_path: Path) -> None:
+    """Without a TLS context of its own, the fetcher verifies certificates (certifi's CA
+    bundle): a self-signed server is a retryable certificate failure, not a fetch."""
+    cert, key = _certificate(tmp_path, "inputs.test")
+    server = Server(ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
+    resolver = Resolver({"inputs.test": ["127.0.0.1"]})
+    try:
+        with loopback_fetcher(resolver) as fetcher:
+            with pytest.raises(InputFailed, match=r"(?i)certificate verify failed") as info:
+                fetcher.fetch(f"https://inputs.test:{server.port}/json")
+            assert info.value.retryable
+    finally:
+        server.stop()

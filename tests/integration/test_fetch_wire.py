@@ -13,7 +13,6 @@ import gzip
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,83 +21,17 @@ import pytest
 from jobrunner.config import Config
 from jobrunner.errors import InputFailed, InputRefused, InputTooLarge
 from jobrunner.fetch import Fetcher
+from tests.support import RawHandler as Handler
+from tests.support import RawServer
 
 pytestmark = pytest.mark.integration
 
-Handler = Callable[["RawServer", socket.socket], None]
 JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
 
 def answer(body: bytes, head: bytes = JSON_HEAD) -> bytes:
     """A complete answer with a Content-Length."""
     return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1; each connection is handed to ``handler`` in a thread.
-
-    Records the number of connections and every request head it reads.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/in.json") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                self.handler(self, conn)
-            except OSError:
-                pass
-
-    def read_request(self, conn: socket.socket) -> bytes | None:
-        """Read one request head; None when the client closed the connection."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            if self.stopping.is_set() or len(data) > 65536:
-                return None
-            try:
-                more = conn.recv(65536)
-            except OSError:
-                return None
-            if not more:
-                return None
-            data += more
-        head = data.split(b"\r\n\r\n", 1)[0]
-        self.requests.append(head)
-        return head
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.listener.close()
-        self.thread.join(timeout=5)
-        for thread in self.threads:
-            thread.join(timeout=6)
 
 
 def keep_alive(*answers: bytes) -> Handler:
@@ -392,6 +325,8 @@ _NO_SSL = """
 import sys
 import jobrunner.config
 from jobrunner.fetch import Fetcher
+from tests.support import RawHandler as Handler
+from tests.support import RawServer
 
 class Refuse:
     def find_spec(self, name, path=None, target=None):

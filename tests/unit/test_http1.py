@@ -64,6 +64,8 @@ def test_malformed_punycode_is_a_bad_host(host: str) -> None:
         ("http://[::1/", "IPv6"),
         ("http://[not-ip]/", "IPv6|not-ip"),
         ("http://[::1]x/", "after the IPv6 address"),
+        ("http://[fe80::1%25eth0]/", "zone identifiers"),
+        ("http://[fe80::1%\u00e4]/", "zone identifiers"),
         ("http://a]b/", r"IPv6|'\[' or '\]'"),
         ("http:example.org/x", "no '//'"),
         ("http://example.org/\r\nX: 1", "control characters"),
