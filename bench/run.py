@@ -414,6 +414,7 @@ def bench_latency(
                         "type": "echo",
                         "input": services.input_url,
                         "result": f"{base_url}lat/{job_id}.json",
+                        "params": {},
                         "created": "2026-11-28T12:00:00Z",
                     }
                 ).encode()
@@ -424,7 +425,7 @@ def bench_latency(
                 while time.perf_counter() < deadline:
                     # A stat per look (no exception, no read) until the file is there: the
                     # watcher takes as little as it can of the two cores it shares.
-                    if os.path.exists(path) and b'"status":"done"' in path.read_bytes():
+                    if os.path.exists(path) and json.loads(path.read_bytes())["status"] == "done":
                         break
                     time.sleep(0.0002)
                 latencies.append((time.perf_counter() - t0) * 1000)
