@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def import_data_package(module: str) -> ModuleType:
-    """Import ``module`` (a package shipping real data); skip locally when missing, fail under CI."""
+    """Import the data package ``module``; skip locally when missing, fail under CI."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError:
