@@ -10,32 +10,41 @@ the application configures logging. Nothing here depends on structlog's
 global configuration either, so an application's own ``structlog.configure``
 neither silences nor redirects us.
 
-Each record carries its event as a dict in ``record.msg``: a plain
-``logging.basicConfig`` shows it as ``job_submitted job_id='...' tube='default'``,
-and structlog's :class:`~structlog.stdlib.ProcessorFormatter` (what the
-``jobrunner`` command uses, see :mod:`jobrunner.logging`) renders it as the
-structured event it is.
+Each record carries its event as a dict in ``record.msg`` (structlog's
+convention for records it hands to stdlib): a plain ``logging.basicConfig``
+shows it as ``job_submitted job_id='...' tube='default'``, and structlog's
+:class:`~structlog.stdlib.ProcessorFormatter` renders it as the structured
+event it is; so does the ``jobrunner`` command (see :mod:`jobrunner.logging`).
+
+:class:`BoundLogger` has the interface of structlog's bound loggers
+(``bind``, ``unbind``, ``new``, ``info``, ``exception``, ...) but is written
+here, on stdlib :mod:`logging` alone: importing structlog imports
+:mod:`asyncio` (and with it :mod:`ssl`), several megabytes in every worker
+and child process, which never run a coroutine.
 
 :func:`job_context` binds the job's fields to everything logged while a job
 runs — by jobrunner, by the job type's plugin and by the libraries it calls
-through stdlib ``logging`` — when the application's formatter merges
-structlog's context variables (the ``jobrunner`` command's does).
+through stdlib ``logging`` — for formatters that merge :func:`job_fields`
+(the ``jobrunner`` command's does) or structlog's context variables.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-import structlog
-
-__all__ = ["Logger", "get_logger", "job_context", "process_job_fields"]
-
-#: What :func:`get_logger` returns (``info``, ``warning``, ``bind``, ... like structlog's).
-Logger = structlog.stdlib.BoundLogger
+__all__ = [
+    "BoundLogger",
+    "Logger",
+    "get_logger",
+    "job_context",
+    "job_fields",
+    "process_job_fields",
+]
 
 
 class _Event(dict[str, Any]):
@@ -46,38 +55,160 @@ class _Event(dict[str, Any]):
         return f"{self.get('event', '')} {data}".rstrip()
 
 
-def _to_stdlib(
-    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Hand the event to the stdlib logger as ``record.msg`` (structlog's formatter convention)."""
-    exc_info = event_dict.pop("exc_info", None)
-    if exc_info is True:
-        exc_info = sys.exc_info()
-    elif isinstance(exc_info, BaseException):
-        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
-    if not exc_info or exc_info == (None, None, None):
-        exc_info = None
-    event = _Event(event_dict)
-    if exc_info is not None:
-        # ProcessorFormatter reads the traceback from the event; plain formatters from the record.
-        event["exc_info"] = exc_info
-    return (event,), {"extra": {"_logger": logger, "_name": method_name}, "exc_info": exc_info}
+_NO_FIELDS: Mapping[str, Any] = {}
+# The fields of the job the current thread (or task) works on; see job_context.
+_job_fields: ContextVar[Mapping[str, Any]] = ContextVar("jobrunner_job_fields", default=_NO_FIELDS)
 
 
-_PROCESSORS: list[Any] = [
-    structlog.stdlib.filter_by_level,  # cheap exit when the level is off (the default)
-    structlog.contextvars.merge_contextvars,
-    _to_stdlib,
-]
+def _exc_info(value: Any) -> Any:
+    """``exc_info=`` as the stdlib wants it: a (type, value, traceback) tuple, or None."""
+    if value is True:
+        value = sys.exc_info()
+    elif isinstance(value, BaseException):
+        value = (type(value), value, value.__traceback__)
+    if not value or value == (None, None, None):
+        return None
+    return value
 
 
-def get_logger(name: str) -> Logger:
+class BoundLogger:
+    """A structured logger bound to key/value context, writing stdlib :mod:`logging` records.
+
+    The interface of structlog's bound loggers: ``log.bind(job_id=...)``
+    returns a new logger with more context; ``log.info("event_name", key=value)``
+    logs an event (``debug``, ``info``, ``warning``, ``error``, ``critical``,
+    ``exception`` — the latter with the current traceback —, and
+    ``log(level, ...)``). Positional arguments are %-formatted into the event,
+    ``exc_info=`` works as in stdlib logging. Nothing is built when the
+    level is off.
+    """
+
+    __slots__ = ("_context", "_logger")
+
+    def __init__(self, logger: logging.Logger, context: Mapping[str, Any] | None = None) -> None:
+        self._logger = logger
+        self._context: dict[str, Any] = dict(context or {})
+
+    def __repr__(self) -> str:
+        return f"<BoundLogger(name={self._logger.name!r}, context={self._context!r})>"
+
+    @property
+    def name(self) -> str:
+        """The stdlib logger's name."""
+        return self._logger.name
+
+    # -- context -------------------------------------------------------------------
+
+    def bind(self, **new_values: Any) -> BoundLogger:
+        """Return a logger with ``new_values`` added to the context."""
+        return BoundLogger(self._logger, {**self._context, **new_values})
+
+    def new(self, **new_values: Any) -> BoundLogger:
+        """Return a logger with only ``new_values`` as context."""
+        return BoundLogger(self._logger, new_values)
+
+    def unbind(self, *keys: str) -> BoundLogger:
+        """Return a logger without ``keys``.
+
+        Raises:
+            KeyError: one of the keys is not bound.
+        """
+        context = dict(self._context)
+        for key in keys:
+            del context[key]
+        return BoundLogger(self._logger, context)
+
+    def try_unbind(self, *keys: str) -> BoundLogger:
+        """Like :meth:`unbind`, without complaint about keys that are not bound."""
+        return BoundLogger(self._logger, {k: v for k, v in self._context.items() if k not in keys})
+
+    # -- levels --------------------------------------------------------------------
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Whether an event at ``level`` would be logged."""
+        return self._logger.isEnabledFor(level)
+
+    def getEffectiveLevel(self) -> int:
+        """The stdlib logger's effective level."""
+        return self._logger.getEffectiveLevel()
+
+    # -- events --------------------------------------------------------------------
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at debug level."""
+        self._emit(logging.DEBUG, "debug", event, args, kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at info level."""
+        self._emit(logging.INFO, "info", event, args, kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at warning level."""
+        self._emit(logging.WARNING, "warning", event, args, kw)
+
+    warn = warning
+
+    def error(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at error level."""
+        self._emit(logging.ERROR, "error", event, args, kw)
+
+    def critical(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at critical level."""
+        self._emit(logging.CRITICAL, "critical", event, args, kw)
+
+    fatal = critical
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at error level, with the exception being handled."""
+        kw.setdefault("exc_info", True)
+        self._emit(logging.ERROR, "exception", event, args, kw)
+
+    def log(self, level: int, event: str | None = None, *args: Any, **kw: Any) -> None:
+        """Log ``event`` with ``kw`` at the numeric ``level``."""
+        name = logging.getLevelName(level)
+        self._emit(level, name.lower() if isinstance(name, str) else "log", event, args, kw)
+
+    def _emit(
+        self, level: int, method: str, event: str | None, args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(level):  # the cheap exit: nothing is built
+            return
+        exc_info = _exc_info(kw.pop("exc_info", None))
+        fields = _Event(self._context)
+        if args and isinstance(event, str):
+            try:
+                event = event % args
+            except (TypeError, ValueError):  # a log call must not raise
+                event = f"{event} {args!r}"
+        fields["event"] = event
+        fields.update(kw)
+        for key, value in _job_fields.get().items():
+            fields.setdefault(key, value)
+        if exc_info is not None:
+            # structlog's ProcessorFormatter reads the traceback from the event,
+            # plain formatters from the record.
+            fields["exc_info"] = exc_info
+        logger.log(
+            level,
+            fields,
+            exc_info=exc_info,
+            extra={"_logger": logger, "_name": method},
+            stacklevel=3,  # the record names the caller of info(), not this module
+        )
+
+
+#: What :func:`get_logger` returns.
+Logger = BoundLogger
+
+
+def get_logger(name: str) -> BoundLogger:
     """Return the structured logger for module ``name`` (pass ``__name__``).
 
     It writes to the stdlib logger of the same name and is independent of
     structlog's global configuration.
     """
-    return structlog.stdlib.BoundLogger(logging.getLogger(name), _PROCESSORS, context={})
+    return BoundLogger(logging.getLogger(name))
 
 
 # A child process runs one job at a time, so there the job's fields may also be
@@ -100,16 +231,29 @@ def process_job_fields() -> Mapping[str, Any]:
     return _process_fields
 
 
+def job_fields() -> Mapping[str, Any]:
+    """The fields :func:`job_context` bound in the current thread (or task)."""
+    return _job_fields.get()
+
+
 @contextmanager
 def job_context(**fields: Any) -> Iterator[None]:
     """Bind ``fields`` (``job_id``, ``job_type``, ...) to everything logged inside the block."""
     global _process_fields
-    with structlog.contextvars.bound_contextvars(**fields):
-        if not _process_wide:
-            yield
-            return
-        _process_fields = dict(fields)
-        try:
-            yield
-        finally:
-            _process_fields = {}
+    token = _job_fields.set({**_job_fields.get(), **fields})
+    try:
+        with ExitStack() as stack:
+            # Code that uses structlog with its own configuration sees them too.
+            structlog_contextvars = sys.modules.get("structlog.contextvars")
+            if structlog_contextvars is not None:
+                stack.enter_context(structlog_contextvars.bound_contextvars(**fields))
+            if not _process_wide:
+                yield
+                return
+            _process_fields = dict(fields)
+            try:
+                yield
+            finally:
+                _process_fields = {}
+    finally:
+        _job_fields.reset(token)

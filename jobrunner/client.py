@@ -46,10 +46,8 @@ process group, and the same document is published.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
-import hashlib
 import json
 import threading
 import time
@@ -452,6 +450,8 @@ class Client:
 
     def _order(self, job_id: str) -> list[Connection]:
         # A job's home server is chosen from its id, so retries of a submit land alike.
+        import hashlib  # here: the worker imports this module, and hashlib loads OpenSSL
+
         n = len(self.connections)
         home = int.from_bytes(hashlib.sha1(job_id.encode()).digest()[:4], "big") % n
         return [self.connections[(home + step) % n] for step in range(n)]
@@ -873,6 +873,14 @@ def _from_document(
 # -- asyncio -------------------------------------------------------------------------
 
 
+async def _to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    # asyncio is imported here, not at the top: the worker process imports this
+    # module and never runs an event loop (asyncio and ssl are ~8 MB per process).
+    import asyncio
+
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
 class AsyncClient:
     """:class:`Client` for asyncio applications (FastAPI, aiohttp, ...): the same methods.
 
@@ -901,26 +909,26 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close the connections."""
-        await asyncio.to_thread(self.sync.close)
+        await _to_thread(self.sync.close)
 
     async def submit(self, *args: Any, **kwargs: Any) -> Submitted:
         """:meth:`Client.submit`."""
-        return await asyncio.to_thread(self.sync.submit, *args, **kwargs)
+        return await _to_thread(self.sync.submit, *args, **kwargs)
 
     async def put_document(self, doc: Mapping[str, Any], **kwargs: Any) -> Submitted:
         """:meth:`Client.put_document`."""
-        return await asyncio.to_thread(self.sync.put_document, doc, **kwargs)
+        return await _to_thread(self.sync.put_document, doc, **kwargs)
 
     async def submit_many(
         self, jobs: Iterable[Mapping[str, Any]], **kwargs: Any
     ) -> list[Submitted]:
         """:meth:`Client.submit_many`."""
-        return await asyncio.to_thread(self.sync.submit_many, list(jobs), **kwargs)
+        return await _to_thread(self.sync.submit_many, list(jobs), **kwargs)
 
     async def status(self, ticket: str | Ticket) -> JobStatus:
         """:meth:`Client.status`."""
-        return await asyncio.to_thread(self.sync.status, ticket)
+        return await _to_thread(self.sync.status, ticket)
 
     async def cancel(self, ticket: str | Ticket, *, wait: float = 0.0) -> Cancellation:
         """:meth:`Client.cancel`."""
-        return await asyncio.to_thread(self.sync.cancel, ticket, wait=wait)
+        return await _to_thread(self.sync.cancel, ticket, wait=wait)

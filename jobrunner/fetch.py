@@ -1,20 +1,22 @@
-"""Fetching job inputs: the only module that talks httpx for inputs.
+"""Fetching job inputs: the input policy applied to every connection and every redirect.
 
 Threat model: input URLs come from untrusted job documents, and so do the
 answers of the servers they name. A :class:`Fetcher` therefore applies the
 :class:`~jobrunner.policy.UrlPolicy` to the first URL and to every redirect
-hop (redirects are followed here, not by httpx), connects only to addresses
-the policy checked (its network backend resolves, checks and connects in one
-step, so there is no DNS-rebinding window, while the ``Host`` header and TLS
-SNI / certificate checks keep the original name), bounds every fetch in size
-(counted after content decoding, which is done here in pieces of at most
-64 KiB, so a gzip bomb stops at the limit having cost no more memory than
-the limit itself) and in
-time (connect and read time-outs plus a total deadline, so a server dripping
-a byte a second fails too), and decodes JSON strictly (no NaN, bounded
-nesting). Proxy environment variables are ignored.
+hop (redirects are followed here, not by the HTTP client), connects only to
+addresses the policy checked (the connection is opened by resolving,
+checking and connecting in one step, so there is no DNS-rebinding window,
+while the ``Host`` header and TLS SNI / certificate checks keep the original
+name), bounds every fetch in size (counted after content decoding, which is
+done here in pieces of at most 64 KiB, so a gzip bomb stops at the limit
+having cost no more memory than the limit itself) and in time (connect and
+read time-outs plus a total deadline, so a server dripping a byte a second
+fails too), and decodes JSON strictly (no NaN, bounded nesting). Proxy
+environment variables are ignored, and no cookies are kept or sent.
 
-httpx exceptions are translated here; nothing above catches them::
+The HTTP client is :mod:`jobrunner._http1`, a small HTTP/1.1 client with
+keep-alive connections (``ssl`` is imported on the first ``https`` input
+only). Its errors are translated here; nothing above catches them::
 
     4xx answer (but 408, 429)             InputUnavailable   permanent
     5xx, 408, 429, time-out, deadline,
@@ -30,27 +32,22 @@ keep-alive connections are reused across jobs.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
-import email.utils
 import errno
 import hashlib
-import http.cookiejar
 import mimetypes
 import os
+import socket
 import stat
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpcore
-import httpx
 
-from jobrunner import __version__
+from jobrunner import __version__, _http1
 from jobrunner.codec import loads_strict
 from jobrunner.config import Config
 from jobrunner.errors import (
@@ -65,17 +62,26 @@ from jobrunner.errors import (
 from jobrunner.job import InputProvenance
 from jobrunner.policy import Target, UrlPolicy
 
+if TYPE_CHECKING:
+    import concurrent.futures
+    import ssl
+
+    import httpx
+
 __all__ = ["FetchedInput", "Fetcher", "is_json_type"]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _RETRYABLE_4XX = (408, 429)  # "request timeout" and "too many requests": try again later
 _DRAIN_BYTES = 64 * 1024  # read this much of an unused body so the connection is reused
 _MAX_THREADS = 8
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 _ACCEPT = "application/json, */*;q=0.5"
 _ENCODINGS = ("gzip", "deflate")  # what we decode (zlib); br, zstd and others are refused
 _INFLATE_PIECE = 64 * 1024  # most bytes one decompression step may produce
-_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+_HEADERS = {
+    "User-Agent": f"jobrunner/{__version__}",
+    "Accept": _ACCEPT,
+    "Accept-Encoding": "gzip, deflate",
+}
 
 
 def is_json_type(content_type: str | None) -> bool:
@@ -119,158 +125,29 @@ class FetchedInput:
         )
 
 
-# -- the pinned network backend ---------------------------------------------------
-
-
-class _Current(threading.local):
-    """What the current thread is fetching: the URL (for messages) and its deadline."""
-
-    url: str | None = None
-    deadline: float | None = None
-
-
-def _remaining(current: _Current, timeout: float | None) -> float | None:
-    """Clamp a socket time-out to the time left before the current fetch's deadline."""
-    if current.deadline is None:
-        return timeout
-    left = current.deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("fetch deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose reads and writes never outlast the current fetch's deadline.
-
-    httpx has no total deadline: a server sending a header byte every few
-    seconds never trips the read time-out. Clamping each socket operation to
-    the time left bounds the whole exchange, headers included.
-    """
-
-    def __init__(self, inner: httpcore.NetworkStream, current: _Current) -> None:
-        self._inner = inner
-        self._current = current
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _remaining(self._current, timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _remaining(self._current, timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(
-            ssl_context, server_hostname, _remaining(self._current, timeout)
-        )
-        return _DeadlineStream(inner, self._current)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _PinnedBackend(httpcore.NetworkBackend):
-    """Resolves, checks and connects in one step: connections go to checked addresses only.
-
-    httpcore calls :meth:`connect_tcp` with the host of the URL it was given
-    (the very host the ``Host`` header and TLS SNI use) whenever the pool has
-    no reusable connection; reused connections lead to addresses checked when
-    they were opened.
-    """
-
-    def __init__(self, policy: UrlPolicy, current: _Current) -> None:
-        self._policy = policy
-        self._current = current
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        url = self._current.url or f"//{host}:{port}"
-        target = self._policy.check_target(url, scheme="http", host=host, port=port)
-        try:
-            addresses = self._policy.resolve(target)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                stream = self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=_remaining(self._current, timeout),
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-                continue
-            return _DeadlineStream(stream, self._current)
-        assert last is not None  # resolve() returns at least one address
-        raise last
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:  # pragma: no cover - never configured
-        raise httpcore.ConnectError("unix sockets are not used for inputs")
-
-    def sleep(self, seconds: float) -> None:  # pragma: no cover - retries are off
-        time.sleep(seconds)
-
-
-class _PinnedTransport(httpx.HTTPTransport):
-    """httpx's own transport, its connection pool given the pinned network backend.
-
-    ``httpx.HTTPTransport`` takes no network backend, but its pool is an
-    ``httpcore.ConnectionPool``, which does; we swap the pool and keep
-    httpx's request/response and exception mapping. The integration tests
-    (DNS pinning, connection reuse) guard this against httpx changes.
-    """
-
-    def __init__(self, backend: httpcore.NetworkBackend, limits: httpx.Limits) -> None:
-        super().__init__(trust_env=False, limits=limits)
-        self._pool.close()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
-
-
 # -- the fetcher ---------------------------------------------------------------------
 
 
 class Fetcher:
     """Fetches input URLs under the input policy; one per (child) process.
 
-    Holds one ``httpx.Client`` whose connections are reused across fetches
-    and jobs, and a small thread pool for jobs with several inputs.
+    Holds one pool of keep-alive connections, reused across fetches and
+    jobs, and a small thread pool for jobs with several inputs.
 
     Args:
         config: the worker's settings (``allow_host``, ``allow_file_inputs``,
             ``max_redirects``, ``max_input_bytes``, ``connect_timeout``,
             ``read_timeout``, ``fetch_timeout``).
-        transport: an httpx transport to use instead of the network (tests:
-            ``httpx.MockTransport``). Its connections are out of our hands,
-            so each hop's host is then resolved and checked before the request.
+        transport: an httpx transport to answer requests instead of the
+            network (tests: ``httpx.MockTransport``). Its connections are out
+            of our hands, so each hop's host is then resolved and checked
+            before the request.
         resolver: resolves ``(host, port)`` to IP address strings;
             ``getaddrinfo`` when None.
+        ssl_context: the TLS settings for ``https`` inputs; when None,
+            certificates are verified against certifi's CA bundle (the
+            system's if certifi is missing), created on the first ``https``
+            connection.
 
     Raises:
         ConfigError: an invalid ``allow_host`` entry.
@@ -282,6 +159,7 @@ class Fetcher:
         *,
         transport: httpx.BaseTransport | None = None,
         resolver: Callable[[str, int], list[str]] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._config = config
         try:
@@ -292,24 +170,13 @@ class Fetcher:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self._current = _Current()
         self._pinned = transport is None
+        self._client: _http1.Pool | _HttpxClient
         if transport is None:
-            transport = _PinnedTransport(_PinnedBackend(self._policy, self._current), _LIMITS)
-        self._client = httpx.Client(
-            transport=transport,
-            trust_env=False,
-            # No cookie jar: cookies set while fetching one job's input must
-            # not travel with another job's requests.
-            cookies=http.cookiejar.CookieJar(policy=_NO_COOKIES),
-            follow_redirects=False,
-            timeout=self._timeout(config.fetch_timeout),
-            headers={
-                "User-Agent": f"jobrunner/{__version__}",
-                "Accept": _ACCEPT,
-                "Accept-Encoding": "gzip, deflate",
-            },
-        )
+            lines = "".join(f"{name}: {value}\r\n" for name, value in _HEADERS.items())
+            self._client = _http1.Pool(self._connect, lines, ssl_context)
+        else:
+            self._client = _HttpxClient(transport)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -346,9 +213,11 @@ class Fetcher:
         if _scheme(url) == "file":
             self._policy.file_path(url)
             return
-        target = self._target(url, redirect=False)
-        with contextlib.suppress(OSError):
+        target = self._parse(url, None)[1]
+        try:
             self._policy.resolve(target)
+        except OSError:
+            pass
 
     def fetch(self, url: str) -> FetchedInput:
         """Fetch one input URL and decode it.
@@ -398,6 +267,8 @@ class Fetcher:
     # -- http(s) -----------------------------------------------------------------
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        import concurrent.futures  # most jobs have one input: no threads
+
         with self._lock:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -405,34 +276,62 @@ class Fetcher:
                 )
             return self._executor
 
-    def _timeout(self, left: float) -> httpx.Timeout:
-        connect = min(self._config.connect_timeout, left)
-        read = min(self._config.read_timeout, left)
-        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-
-    def _parse(self, url: str, *, redirect: bool) -> tuple[httpx.URL, Target]:
+    def _parse(self, url: str, job_url: str | None) -> tuple[_http1.Url, Target]:
+        """Parse and statically check ``url``; ``job_url`` is set when it is a redirect target."""
         try:
-            parsed = httpx.URL(url)
-            port = parsed.port
-            _ = parsed.host  # decodes IDNA: a malformed A-label (xn--...) raises here
-        except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
+            parsed = _http1.parse_url(url)
+        except _http1.BadHost as exc:
             raise InputRefused(f"input URL {url!r} refused: not a valid URL ({exc})") from None
-        if port is not None and not 0 < port < 65536:
-            raise InputRefused(
-                f"input URL {url!r} refused: not a valid URL (port {port} is not 1-65535)"
-            )
+        except ValueError as exc:
+            if job_url is not None:
+                raise InputUnavailable(
+                    f"input {job_url}: redirect to an invalid URL {url!r} ({exc})"
+                ) from None
+            raise InputRefused(f"input URL {url!r} refused: not a valid URL ({exc})") from None
         target = self._policy.check_target(
             url,
             scheme=parsed.scheme,
-            host=parsed.raw_host.decode("ascii"),
-            port=port,
-            credentials=bool(parsed.userinfo),
-            redirect=redirect,
+            host=parsed.host,
+            port=parsed.port,
+            credentials=parsed.credentials,
+            redirect=job_url is not None,
         )
         return parsed, target
 
-    def _target(self, url: str, *, redirect: bool) -> Target:
-        return self._parse(url, redirect=redirect)[1]
+    def _connect(self, url: _http1.Url, deadline: float, timeout: float) -> socket.socket:
+        """Open a connection for ``url``: resolve, check every address, connect to a checked one.
+
+        Raises:
+            InputRefused: the host or one of its addresses is refused.
+            _http1.WireError: the name does not resolve, or no address accepts.
+        """
+        target = self._policy.check_target(
+            url.text, scheme=url.scheme, host=url.host, port=url.port
+        )
+        try:
+            addresses = self._policy.resolve(target)
+        except OSError as exc:
+            raise _http1.WireError(f"cannot resolve {url.host} ({exc})") from exc
+        last: OSError | None = None
+        for address in addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _http1.TimedOut("the fetch deadline passed while connecting")
+            try:
+                return _http1.open_socket(str(address), target.port, min(timeout, left))
+            except TimeoutError as exc:
+                last = exc
+                if len(addresses) == 1:
+                    raise _http1.TimedOut(
+                        f"cannot connect to {address} port {target.port} in time"
+                    ) from exc
+            except OSError as exc:
+                last = exc
+        assert last is not None  # resolve() returns at least one address
+        shown = ", ".join(str(a) for a in addresses)
+        raise _http1.WireError(
+            f"cannot connect to {url.host} ({shown}) port {target.port} ({_describe(last)})"
+        ) from last
 
     def _fetch_http(self, url: str) -> FetchedInput:
         config = self._config
@@ -441,64 +340,51 @@ class Fetcher:
         hop = 0
         try:
             for hop in range(config.max_redirects + 1):
-                parsed, target = self._parse(current, redirect=hop > 0)
+                parsed, target = self._parse(current, url if hop else None)
                 if not self._pinned:
                     self._resolve_unpinned(target)
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if time.monotonic() >= deadline:
                     raise self._deadline_failure(url)
-                self._current.url, self._current.deadline = current, deadline
-                request = self._client.build_request("GET", parsed, timeout=self._timeout(left))
-                response = self._client.send(request, stream=True)
+                answer = self._client.get(
+                    parsed, deadline, config.connect_timeout, config.read_timeout
+                )
                 try:
-                    status = response.status_code
-                    location = response.headers.get("Location")
+                    status = answer.status
+                    location = answer.headers.get("location")
                     if status in _REDIRECTS and location:
-                        self._drain(response, deadline)
+                        self._drain(answer, deadline)
                         try:
-                            current = str(parsed.join(location))
-                        except httpx.InvalidURL as exc:
+                            current = _http1.join_url(current, location)
+                        except ValueError as exc:
                             raise InputUnavailable(
                                 f"input {url}: redirect to an invalid URL {location!r} ({exc})"
                             ) from None
                         continue
                     if not 200 <= status < 300:
-                        self._drain(response, deadline)
-                        raise self._status_failure(url, current, response)
-                    return self._read(url, response, deadline)
+                        self._drain(answer, deadline)
+                        raise self._status_failure(url, current, answer)
+                    return self._read(url, answer, deadline)
                 finally:
-                    response.close()
+                    answer.close()
         except InputRefused as exc:
             if hop == 0:
                 raise
             raise InputRefused(f"input {url} redirects to a refused URL: {exc.message}") from None
-        except httpx.TimeoutException as exc:
+        except _http1.TimedOut as exc:
             if time.monotonic() >= deadline:
-                raise self._deadline_failure(url) from exc
+                raise self._deadline_failure(url) from exc.__cause__ or exc
             raise InputFailed(
-                f"input {url}: the server did not answer in time ({_describe(exc)}); "
-                "the job will be retried"
-            ) from exc
-        except httpx.DecodingError as exc:
+                f"input {url}: the server did not answer in time ({exc}); the job will be retried"
+            ) from exc.__cause__ or exc
+        except _http1.WireError as exc:
+            raise InputFailed(f"input {url}: {exc}; the job will be retried") from (
+                exc.__cause__ or exc
+            )
+        except zlib.error as exc:
             raise InputInvalid(
-                f"input {url}: the body cannot be decoded ({_describe(exc)}); "
+                f"input {url}: the body cannot be decoded ({exc}); "
                 "the server sent a corrupt compressed body"
             ) from exc
-        except httpx.TransportError as exc:
-            raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
-        except httpx.HTTPError as exc:  # none other is expected; retrying is the safe side
-            raise InputFailed(f"input {url}: {_describe(exc)}; the job will be retried") from exc
-        except httpx.InvalidURL as exc:  # raised by httpx reading a redirect's Location
-            raise InputUnavailable(f"input {url}: redirect to an invalid URL ({exc})") from None
-        except UnicodeError as exc:
-            # httpx reads the Location of every redirect answer while receiving it, and
-            # decoding a malformed international name there (xn--...) raises UnicodeError.
-            raise InputRefused(
-                f"input {url} redirects to a refused URL: not a valid host name "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-        finally:
-            self._current.url = self._current.deadline = None
         raise InputUnavailable(
             f"input {url}: more than {config.max_redirects} redirects (last to {current}); "
             "use the final URL in the job or raise --max-redirects"
@@ -520,14 +406,15 @@ class Fetcher:
             "the job will be retried"
         )
 
-    def _status_failure(self, url: str, current: str, response: httpx.Response) -> JobFailure:
-        status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    def _status_failure(self, url: str, current: str, answer: _http1.Answer) -> JobFailure:
+        code = answer.status
+        status = f"HTTP {code} {answer.reason}".rstrip()
         where = url if current == url else f"{url} (redirected to {current})"
-        if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
+        if code >= 500 or code in _RETRYABLE_4XX:
             return InputFailed(
                 f"input {where}: the server answered {status}; the job will be retried"
             )
-        if response.status_code >= 400:
+        if code >= 400:
             return InputUnavailable(
                 f"input {where}: the server answered {status}; check the input URL "
                 "(the job is not retried)"
@@ -536,26 +423,27 @@ class Fetcher:
             f"input {where}: unexpected answer {status} (not a 2xx or a redirect with Location)"
         )
 
-    def _drain(self, response: httpx.Response, deadline: float) -> None:
+    def _drain(self, answer: _http1.Answer, deadline: float) -> None:
         """Read a short unused body so that the connection can be reused."""
-        length = response.headers.get("Content-Length")
+        length = answer.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > _DRAIN_BYTES):
             return  # closing is cheaper than reading
         seen = 0
         try:
-            for chunk in response.iter_raw():
+            for chunk in answer.pieces():
                 seen += len(chunk)
                 if seen > _DRAIN_BYTES or time.monotonic() > deadline:
                     return
-        except (httpx.HTTPError, httpx.StreamError):
+        except _http1.WireError:
             return  # the connection is dropped; the next request opens another
 
-    def _read(self, url: str, response: httpx.Response, deadline: float) -> FetchedInput:
+    def _read(self, url: str, answer: _http1.Answer, deadline: float) -> FetchedInput:
         limit = self._config.max_input_bytes
-        length = response.headers.get("Content-Length", "")
+        headers = answer.headers
+        length = headers.get("content-length", "")
         encodings = [
             value.strip().lower()
-            for value in response.headers.get_list("Content-Encoding", split_commas=True)
+            for value in headers.get("content-encoding", "").split(",")
             if value.strip().lower() not in ("", "identity")
         ]
         # One gzip or deflate layer only: stacked layers multiply the inflation
@@ -564,21 +452,17 @@ class Fetcher:
         if len(encodings) > 1 or (encodings and encodings[0] not in _ENCODINGS):
             raise InputInvalid(
                 f"input {url}: unsupported Content-Encoding "
-                f"{response.headers.get('Content-Encoding')!r}; "
+                f"{headers.get('content-encoding')!r}; "
                 "only a single gzip or deflate encoding is accepted"
             )
         if not encodings and length.isdigit() and int(length) > limit:
             raise self._too_large(url, f"it announces {int(length)} bytes")
         chunks: list[bytes] = []
         size = 0
-        # Raw bytes, decoded here: httpx would inflate each network chunk in one
-        # step, and 64 KiB of gzip can inflate to 64 MiB before any size check.
-        pieces: Iterable[bytes]
-        if response.is_stream_consumed:  # read whole by the transport (httpx.MockTransport)
-            pieces = [response.content]
-        else:
-            raw = response.iter_raw()
-            pieces = _inflate(raw, encodings[0]) if encodings else raw
+        # Raw bytes, decoded here in bounded pieces: 64 KiB of gzip can inflate
+        # to 64 MiB in one step, before any size check.
+        raw = answer.pieces()
+        pieces = _inflate(raw, encodings[0]) if encodings else raw
         for chunk in pieces:
             size += len(chunk)
             if size > limit:
@@ -586,13 +470,12 @@ class Fetcher:
             chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise self._deadline_failure(url)
-        headers = response.headers
         return _decoded(
             url,
-            b"".join(chunks),
-            headers.get("Content-Type"),
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
+            chunks[0] if len(chunks) == 1 else b"".join(chunks),
+            headers.get("content-type"),
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
         )
 
     def _too_large(self, url: str, detail: str) -> InputTooLarge:
@@ -638,7 +521,7 @@ class Fetcher:
             body,
             content_type,
             etag=None,
-            last_modified=email.utils.formatdate(info.st_mtime, usegmt=True),
+            last_modified=_http_date(info.st_mtime),
         )
 
 
@@ -646,36 +529,33 @@ def _inflate(raw: Iterable[bytes], encoding: str) -> Iterator[bytes]:
     """Decode a gzip or deflate body in pieces of at most ``_INFLATE_PIECE`` bytes.
 
     ``deflate`` is tried as zlib-wrapped data first and then as a raw deflate
-    stream, as httpx (and browsers) do, since servers send both.
+    stream, as browsers do, since servers send both.
 
     Raises:
-        httpx.DecodingError: the body is not valid compressed data.
+        zlib.error: the body is not valid compressed data.
     """
     wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
     first = True
-    try:
-        for chunk in raw:
-            data = chunk
-            while data:
-                try:
-                    piece = inflater.decompress(data, _INFLATE_PIECE)
-                except zlib.error:
-                    if not (first and encoding == "deflate"):
-                        raise
-                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                    piece = inflater.decompress(data, _INFLATE_PIECE)
-                first = False
-                data = inflater.unconsumed_tail
-                if piece:
-                    yield piece
-                if inflater.eof:
-                    break
-        tail = inflater.flush()
-        if tail:
-            yield tail
-    except zlib.error as exc:
-        raise httpx.DecodingError(str(exc)) from exc
+    for chunk in raw:
+        data = chunk
+        while data:
+            try:
+                piece = inflater.decompress(data, _INFLATE_PIECE)
+            except zlib.error:
+                if not (first and encoding == "deflate"):
+                    raise
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                piece = inflater.decompress(data, _INFLATE_PIECE)
+            first = False
+            data = inflater.unconsumed_tail
+            if piece:
+                yield piece
+            if inflater.eof:
+                break
+    tail = inflater.flush()
+    if tail:
+        yield tail
 
 
 def _decoded(
@@ -709,3 +589,68 @@ def _scheme(url: str) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _http_date(timestamp: float) -> str:
+    """``Last-Modified`` style: ``Wed, 21 Oct 2015 07:28:00 GMT``."""
+    import email.utils  # file: inputs only
+
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+# -- an httpx transport in place of the network (tests) ----------------------------------
+
+
+class _HttpxClient:
+    """Answers requests with an httpx transport (``httpx.MockTransport`` in tests).
+
+    Sends what the network client would send (the same URL and headers) and
+    reads the answer as raw bytes; httpx's errors become the client's own.
+    """
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self._transport = transport
+
+    def get(
+        self, url: _http1.Url, deadline: float, connect_timeout: float, read_timeout: float
+    ) -> _http1.Answer:
+        import httpx
+
+        request = httpx.Request(
+            "GET", f"{url.scheme}://{url.authority}{url.target}", headers=_HEADERS
+        )
+        try:
+            response = self._transport.handle_request(request)
+        except httpx.TimeoutException as exc:
+            raise _http1.TimedOut(_describe(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise _http1.WireError(_describe(exc)) from exc
+        return _HttpxAnswer(response)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class _HttpxAnswer(_http1.Answer):
+    def __init__(self, response: httpx.Response) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in response.headers.raw:
+            name = raw_name.decode("latin-1").lower()
+            value = _http1.header_text(raw_value)
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        super().__init__(response.status_code, response.reason_phrase, headers)
+        self._response = response
+
+    def pieces(self) -> Iterator[bytes]:
+        import httpx
+
+        stream: Any = self._response.stream
+        try:
+            yield from stream
+        except httpx.TimeoutException as exc:
+            raise _http1.TimedOut(_describe(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise _http1.WireError(_describe(exc)) from exc
+
+    def close(self) -> None:
+        self._response.close()

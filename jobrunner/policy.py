@@ -65,6 +65,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 _SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_PASSED = 1024  # host names remembered as having passed the static checks
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
@@ -345,6 +347,9 @@ class UrlPolicy:
             Path(os.path.realpath(allow_file_inputs)) if allow_file_inputs is not None else None
         )
         self._resolver: Resolver = resolver or system_resolver
+        # Hosts that passed the static checks (no name resolution involved), by
+        # their spelling in the URL: (name, ip, named, wildcard). Refusals are not kept.
+        self._passed: dict[str, tuple[str, IPAddress | None, bool, bool]] = {}
 
     @property
     def has_allow_list(self) -> bool:
@@ -396,6 +401,10 @@ class UrlPolicy:
     ) -> Target:
         """Check an already parsed URL: scheme, credentials, host allow-list, IP hosts.
 
+        A host that passed is remembered, so the next URL naming it skips these
+        static checks; nothing about name resolution is remembered (the
+        addresses a name resolves to are checked each time it is resolved).
+
         Args:
             url: the URL, for messages.
             scheme, host, port: as the HTTP client parsed them (port None: default).
@@ -425,32 +434,41 @@ class UrlPolicy:
                 "input URL refused: it carries credentials (user:password@host); "
                 "job documents are not a place for secrets: use a URL without credentials"
             )
-        host = _normalise_name(host)
-        if not host:
-            raise InputRefused(f"input URL {url} refused: it names no host")
-        ip = parse_ip(host)
-        if ip is None and (problem := host_name_problem(host)) is not None:
-            raise InputRefused(
-                f"input URL {url!r} refused: host {host!r} is not a valid host name: {problem}"
+        known = self._passed.get(host)
+        if known is not None:
+            name, ip, named, wildcard = known
+            return Target(
+                url,
+                scheme,
+                name,
+                _DEFAULT_PORTS[scheme] if port is None else port,
+                ip,
+                named,
+                wildcard,
             )
-        named = ip is None and host in self._names
-        wildcard = ip is None and any(host.endswith(s) for s in self._suffixes)
+        name = _normalise_name(host)
+        if not name:
+            raise InputRefused(f"input URL {url} refused: it names no host")
+        ip = parse_ip(name)
+        if ip is None and (problem := host_name_problem(name)) is not None:
+            raise InputRefused(
+                f"input URL {url!r} refused: host {name!r} is not a valid host name: {problem}"
+            )
+        named = ip is None and name in self._names
+        wildcard = ip is None and any(name.endswith(s) for s in self._suffixes)
         target = Target(
-            url=url,
-            scheme=scheme,
-            host=host,
-            port=port if port is not None else (443 if scheme == "https" else 80),
-            ip=ip,
-            named=named,
-            wildcard=wildcard,
+            url, scheme, name, _DEFAULT_PORTS[scheme] if port is None else port, ip, named, wildcard
         )
         if ip is not None:
             self.check_address(target, ip)
         elif self.has_allow_list and not (named or wildcard or self._networks):
             raise InputRefused(
-                f"input URL {url} refused: host {host!r} is not on the allow-list "
-                f"({self._describe_list()}); " + _HINT.format(what=host)
+                f"input URL {url} refused: host {name!r} is not on the allow-list "
+                f"({self._describe_list()}); " + _HINT.format(what=name)
             )
+        if len(self._passed) >= _MAX_PASSED:
+            self._passed.clear()
+        self._passed[host] = (name, ip, named, wildcard)
         return target
 
     # -- address checks ------------------------------------------------------

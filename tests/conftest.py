@@ -21,6 +21,8 @@ def _fresh_logging() -> Iterator[None]:
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name in ("httpx", "httpcore"):  # configure_logging quietens them at info
+        logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(False)
 
 

@@ -1062,3 +1062,77 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != b"Z"
+
+
+#: Serves one connection of a :class:`RawServer`.
+RawHandler = Callable[["RawServer", socket.socket], None]
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1; each connection is handed to ``handler`` in a thread.
+
+    For answers no HTTP framework would send (exact bytes: not HTTP, bodies cut
+    short, heads without end). Records the number of connections and every
+    request head read with :meth:`read_request`. Handlers must bound their
+    loops (the connection has a 5 s time-out; :attr:`stopping` is set on stop).
+    """
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/in.json") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                self.handler(self, conn)
+            except OSError:
+                pass
+
+    def read_request(self, conn: socket.socket) -> bytes | None:
+        """Read one request head; None when the client closed the connection."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            if self.stopping.is_set() or len(data) > 65536:
+                return None
+            try:
+                more = conn.recv(65536)
+            except OSError:
+                return None
+            if not more:
+                return None
+            data += more
+        head = data.split(b"\r\n\r\n", 1)[0]
+        self.requests.append(head)
+        return head
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        self.thread.join(timeout=5)
+        for thread in self.threads:
+            thread.join(timeout=6)

@@ -55,6 +55,7 @@ from tests.support import (
     IN_CI,
     Beanstalkd,
     LoggedProcess,
+    RawServer,
     ResultsServer,
     answer_lifespan,
     free_port,
@@ -141,6 +142,7 @@ class InputsApp:
     def __init__(self, files_dir: Path) -> None:
         self.files_dir = files_dir
         self.seen: list[str] = []
+        self.held = threading.Event()  # lets /held.json answer
         deep = b"[" * DEEP + b"]" * DEEP
         self.fixed: dict[str, tuple[int, dict[str, str], bytes]] = {
             "/good.json": (
@@ -252,6 +254,14 @@ class InputsApp:
             await send({"type": "http.response.body", "body": b""})
         elif path == "/drip":  # a byte every 0.2 s: never idle long enough for a read time-out
             await self._drip(start, receive, send)
+        elif path == "/held.json":  # the good input, once the test lets it go (20 s at most)
+            for _ in range(400):
+                if self.held.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            body = json.dumps(GOOD_INPUT).encode()
+            await start(200, {"content-type": "application/json", "content-length": str(len(body))})
+            await send({"type": "http.response.body", "body": body})
         else:
             await start(404, {"content-length": "0"})
             await send({"type": "http.response.body", "body": b""})
@@ -303,7 +313,40 @@ class InputsServer:
         self.thread.join(timeout=10)
 
 
-# -- the bench: one beanstalkd, two HTTP servers, one worker for the whole table ---------------
+RAW_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+#: What the raw inputs server answers by path: what no HTTP framework would send.
+RAW_ANSWERS = {
+    b"/not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    b"/cut-short": RAW_JSON + b'Content-Length: 100\r\n\r\n{"meters": [1, 2',
+    b"/transfer-encoding-gzip": RAW_JSON + b"Transfer-Encoding: gzip\r\n\r\n",
+    b"/bad-chunk": RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+}
+
+
+def answer_raw(server: RawServer, conn: socket.socket) -> None:
+    """Answer one request of the raw inputs server by its path, then shut the connection."""
+    head = server.read_request(conn)
+    if head is None:
+        return
+    path = head.split(b" ", 2)[1].split(b"?", 1)[0]
+    if path == b"/endless-head":
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(1000):  # bounded; the worker hangs up after 64 KiB
+            if server.stopping.is_set():
+                return
+            conn.sendall(b"X-Filler-%d: %s\r\n" % (i, b"f" * 200))
+    elif path == b"/endless-chunk":
+        conn.sendall(RAW_JSON + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n")
+        for _ in range(1000):  # 16 MiB at most; the worker stops at its limit
+            if server.stopping.is_set():
+                return
+            conn.sendall(b" " * 16384)
+    else:
+        conn.sendall(RAW_ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+    conn.shutdown(socket.SHUT_WR)
+
+
+# -- the bench: one beanstalkd, three HTTP servers (one raw), one worker for the whole table -------
 
 
 @dataclasses.dataclass
@@ -314,6 +357,7 @@ class Bench:
     beanstalkd: Beanstalkd
     results: ResultsServer
     inputs: InputsServer
+    raw_inputs: RawServer
     worker: LoggedProcess
     worker_pid: int
     queue: Connection
@@ -322,7 +366,7 @@ class Bench:
     buried: int = 0
 
     def fill(self, value: Any, name: str) -> Any:
-        """Replace the ``{in}``, ``{res}``, ``{files}``, ``{name}`` placeholders in a template."""
+        """Replace the ``{in}``, ``{raw}``, ``{res}``, ``{files}``, ``{name}`` placeholders."""
         values = {**self.values, "{name}": name}
         if isinstance(value, str):
             for key, text in values.items():
@@ -358,11 +402,13 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     (results_dir / "linked.json").symlink_to(outside / "linked.json")
     (results_dir / "blocked-by-dir.json").mkdir()  # a directory where a result must go
     (results_dir / "blocked-by-file").write_text("a file where a directory must go")
+    (results_dir / "loop").symlink_to("loop")  # a symlink loop where a directory must go
 
     # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
     results = ResultsServer(results_dir)
     inputs = InputsServer(files_dir).start()
+    raw_inputs = RawServer(answer_raw)
     worker = LoggedProcess(
         jobrunner_cmd(
             "work",
@@ -409,12 +455,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             beanstalkd=beanstalkd,
             results=results,
             inputs=inputs,
+            raw_inputs=raw_inputs,
             worker=worker,
             worker_pid=worker.pid,
             queue=queue,
             client=client,
             values={
                 "{in}": f"http://localhost:{inputs.port}/",
+                "{raw}": f"http://localhost:{raw_inputs.port}/",
                 "{port}": str(inputs.port),
                 "{port+65536}": str(inputs.port + 65536),
                 "{res}": results.base_url,
@@ -427,6 +475,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         queue.close()
         worker.stop()
         inputs.stop()
+        raw_inputs.stop()
         results.stop()
         beanstalkd.stop()
 
@@ -523,6 +572,10 @@ def run_good_job(bench: Bench, name: str) -> None:
     doc = wait_for_status(bench.results_dir / f"good-{name}.json", timeout=30)
     assert doc["status"] == "done", doc
     assert doc["data"]["input"] == GOOD_INPUT
+    # The final marker follows the document: wait for it too, or it lands in the next
+    # row's listing of what that row added.
+    marker = bench.results_dir / ".final" / f"good-{name}.json"
+    wait_for(marker.exists, 30, what=f"the final marker of good-{name}.json")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -919,6 +972,43 @@ TABLE = [
     bad_input(
         "input-drips-past-deadline", "{in}drip", "retries_exhausted", "deadline", max_attempts=1
     ),
+    # -- answers that are not valid HTTP/1.1 (a raw socket server): retryable, named --
+    bad_input(
+        "input-answer-not-http",
+        "{raw}not-http",
+        "retries_exhausted",
+        "not an HTTP/1.x status line",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-body-cut-short",
+        "{raw}cut-short",
+        "retries_exhausted",
+        "before the body ended",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-head-without-end",
+        "{raw}endless-head",
+        "retries_exhausted",
+        "longer than 65536 bytes",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-transfer-encoding-gzip",
+        "{raw}transfer-encoding-gzip",
+        "retries_exhausted",
+        "unsupported Transfer-Encoding",
+        max_attempts=1,
+    ),
+    bad_input(
+        "input-negative-chunk-size",
+        "{raw}bad-chunk",
+        "retries_exhausted",
+        "invalid chunk size",
+        max_attempts=1,
+    ),
+    bad_input("input-endless-chunk", "{raw}endless-chunk", "input_too_large", "after decoding"),
     bad_input("input-over-size-limit", "{in}huge", "input_too_large", "announces"),
     bad_input(
         "input-over-size-limit-chunked", "{in}huge-chunked", "input_too_large", "after decoding"
@@ -1013,6 +1103,8 @@ TABLE = [
     bad_result("result-encoded-backslash", "{res}..%5c..%5c{name}.json", "backslashes"),
     bad_result("result-symlinked-dir-escape", "{res}escape/{name}.json", "symlink"),
     bad_result("result-symlinked-file-escape", "{res}linked.json", "symlink"),
+    bad_result("result-symlink-loop", "{res}loop/{name}.json", "symlink"),
+    bad_result("result-unbalanced-bracket-host", "http://[{name}/x.json", "not a valid URL"),
     bad_result("result-dot-named", "{res}.{name}.json", "must not start with a dot"),
     bad_result(
         "result-absolute-path", "{res}/tmp/{name}.json", "empty, '.' and '..' path segments"
@@ -1035,6 +1127,15 @@ TABLE = [
             "result_blocked",
             "stands where a directory is needed",
             job(result="{res}blocked-by-file/{name}.json"),
+            published=False,
+        ),
+    ),
+    row(
+        "result-blocked-by-file-further-up",
+        Bad(
+            "result_blocked",
+            "blocked-by-file stands where a directory is needed",
+            job(result="{res}blocked-by-file/a/b/{name}.json"),
             published=False,
         ),
     ),
@@ -1130,6 +1231,57 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
     assert_worker_alive(bench)
     run_good_job(bench, name)
     assert_worker_alive(bench)
+
+
+@pytest.mark.parametrize(
+    ("swap", "code", "says"),
+    [
+        pytest.param("symlink-leading-out", "result_refused", "symlink", id="symlink"),
+        pytest.param("file", "result_blocked", "stands where a directory is needed", id="file"),
+    ],
+)
+def test_result_directory_swapped_while_the_job_runs(
+    bench: Bench, swap: str, code: str, says: str
+) -> None:
+    """A result's directory that passed the worker's check and is replaced while the job
+    runs — by a symlink leading out of the results directory, or by a file — is refused by
+    the child's write: nothing is written outside or left behind, the job is buried with
+    the code, and the worker goes on."""
+    name = f"swapped-{swap}"
+    folder = bench.results_dir / name
+    folder.mkdir()
+    outside = bench.sandbox / "outside"
+    before = tree(bench.sandbox, bench.results_dir)
+    bench.inputs.app.held.clear()
+    slot_errors = len(bench.worker.find("slot_error"))
+    doc = job(input=f"{{in}}held.json?row={name}", result=f"{{res}}{name}/r.json")
+    beanstalk_id = bench.client.put_document(bench.fill(doc, name)).beanstalk_id
+    try:
+        wait_for(
+            lambda: f"/held.json?row={name}" in bench.inputs.app.seen,
+            30,
+            what="the job fetching its input (past the worker's check)",
+        )
+        folder.rmdir()
+        if swap == "file":
+            folder.write_text("in the way")
+        else:
+            folder.symlink_to(outside, target_is_directory=True)
+        bench.inputs.app.held.set()
+        wait_buried(bench, beanstalk_id, slot_errors)
+        bench.buried += 1
+    finally:
+        bench.inputs.app.held.set()
+        remove_unburied(bench, beanstalk_id)
+    buried = bench.worker.wait_event("job_buried", beanstalk_id=beanstalk_id)[-1]
+    assert buried["code"] == code
+    assert says in buried["error"]
+    assert tree(bench.sandbox, bench.results_dir) == before, "something was written outside"
+    assert not [p for p in bench.results_dir.rglob(".jr*")], "a temp file was left"
+    if swap == "file":
+        assert folder.read_text() == "in the way"
+    assert_worker_alive(bench)
+    run_good_job(bench, name)
 
 
 @NEEDS_SIMULATION

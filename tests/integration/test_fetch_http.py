@@ -1,8 +1,8 @@
 """Fetcher against a real HTTP server (uvicorn on 127.0.0.1): policy, pinning, reuse, limits.
 
 All traffic goes to 127.0.0.1 or ::1; every server loop is bounded. Connection
-attempts are recorded by wrapping httpcore's socket backend, so the tests can
-show that a refused address is never connected to.
+attempts are recorded by wrapping the function that opens the fetcher's
+sockets, so the tests can show that a refused address is never connected to.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpcore
-import httpx
 import pytest
 import uvicorn
 
+from jobrunner import _http1
 from jobrunner.config import Config
 from jobrunner.errors import InputFailed, InputRefused, InputTooLarge, InputUnavailable
 from jobrunner.fetch import Fetcher
@@ -153,15 +152,13 @@ def server() -> Iterator[Server]:
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Every TCP connection attempt the fetcher makes, as (address, port)."""
     seen: list[tuple[str, int]] = []
-    original = httpcore.SyncBackend.connect_tcp
+    original = _http1.open_socket
 
-    def recording(
-        self: httpcore.SyncBackend, host: str, port: int, *args: Any, **kwargs: Any
-    ) -> httpcore.NetworkStream:
-        seen.append((host, port))
-        return original(self, host, port, *args, **kwargs)
+    def recording(address: str, port: int, timeout: float) -> socket.socket:
+        seen.append((address, port))
+        return original(address, port, timeout)
 
-    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", recording)
+    monkeypatch.setattr(_http1, "open_socket", recording)
     return seen
 
 
@@ -455,7 +452,7 @@ def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_tls_sni_and_verification_use_original_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connects: list[tuple[str, int]]
+    tmp_path: Path, connects: list[tuple[str, int]]
 ) -> None:
     """Over TLS to a pinned 127.0.0.1 the certificate is verified for the URL's name."""
     import ssl
@@ -463,10 +460,10 @@ def test_tls_sni_and_verification_use_original_name(
     cert, key = _certificate(tmp_path, "inputs.test")
     server = Server(ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
     context = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr(httpx, "create_ssl_context", lambda **kwargs: context)
     resolver = Resolver({"inputs.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    config = Config(allow_host=("127.0.0.1",))
     try:
-        with loopback_fetcher(resolver) as fetcher:
+        with Fetcher(config, resolver=resolver, ssl_context=context) as fetcher:
             got = fetcher.fetch(f"https://inputs.test:{server.port}/json")
             assert got.value["host"] == f"inputs.test:{server.port}"
             with pytest.raises(InputFailed, match=r"(?i)certificate"):
@@ -474,3 +471,19 @@ def test_tls_sni_and_verification_use_original_name(
     finally:
         server.stop()
     assert {host for host, _ in connects} == {"127.0.0.1"}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_tls_verified_by_default(tmp_path: Path) -> None:
+    """Without a TLS context of its own, the fetcher verifies certificates (certifi's CA
+    bundle): a self-signed server is a retryable certificate failure, not a fetch."""
+    cert, key = _certificate(tmp_path, "inputs.test")
+    server = Server(ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
+    resolver = Resolver({"inputs.test": ["127.0.0.1"]})
+    try:
+        with loopback_fetcher(resolver) as fetcher:
+            with pytest.raises(InputFailed, match=r"(?i)certificate verify failed") as info:
+                fetcher.fetch(f"https://inputs.test:{server.port}/json")
+            assert info.value.retryable
+    finally:
+        server.stop()

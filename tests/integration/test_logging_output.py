@@ -13,8 +13,10 @@ import pytest
 from tests.support import (
     Beanstalkd,
     Lab,
+    ResultsServer,
     Worker,
     install_fake_plugin,
+    job_body,
     put_raw,
     wait_for,
     wait_for_status,
@@ -117,3 +119,28 @@ def test_log_format_console_flag(beanstalkd: Beanstalkd, lab: Lab) -> None:
         worker.stop()
     started = next(line for line in worker.lines if "worker_started" in line)
     assert not started.lstrip().startswith("{")
+
+
+def test_a_successful_job_logs_one_event_at_info(
+    beanstalkd: Beanstalkd, lab: Lab, inputs_server: ResultsServer
+) -> None:
+    """At info a successful job logs one line (job_deleted) in all; debug shows each step."""
+    input_url = inputs_server.base_url + "in.json"
+    for level in ("info", "debug"):
+        worker = lab.worker(beanstalkd.address, env={"JOBRUNNER_LOG_LEVEL": level})
+        name = f"lean-{level}"
+        try:
+            put_raw(
+                beanstalkd.port,
+                job_body("echo", f"{lab.base_url}{name}.json", input_url, job_id=name),
+            )
+            assert wait_for_status(lab.result(name))["status"] == "done"
+            worker.wait_event("job_deleted", job_id=name)
+        finally:
+            worker.stop()
+        mine = [e for e in worker.events if e.get("job_id") == name]
+        if level == "info":
+            assert [(e["event"], e["level"]) for e in mine] == [("job_deleted", "info")]
+        else:
+            steps = {e["event"] for e in mine if e["level"] == "debug"}
+            assert {"job_reserved", "job_started", "job_fetched", "job_published"} <= steps

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -158,3 +160,91 @@ def test_unknown_format_is_refused() -> None:
     """A misspelt --log-format is an error, not a silent default."""
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", format="jsonl")
+
+
+def test_bound_logger_has_structlogs_interface() -> None:
+    """bind/unbind/new shape the context, %-args fill the event, exception adds the traceback."""
+    stream = io.StringIO()
+    configure_logging("debug", format="json", stream=stream)
+    log = get_logger("jobrunner.test").bind(job_id="j1", tube="t")
+    log.unbind("tube").info("rows_read", rows=3)
+    log.try_unbind("missing", "job_id").warning("cache %s is %s", "tiles", "cold")
+    log.new(slot=2).debug("slot_idle")
+    log.log(logging.ERROR, "job_failed", code="timeout")
+    with pytest.raises(KeyError):
+        log.unbind("missing")
+    try:
+        raise OSError("disk full")
+    except OSError:
+        log.exception("publish_failed")
+    rows, cold, idle, failed, published = _json_lines(stream)
+    assert (rows["event"], rows["rows"], rows["job_id"]) == ("rows_read", 3, "j1")
+    assert "tube" not in rows
+    assert cold["event"] == "cache tiles is cold" and "job_id" not in cold
+    assert (idle["event"], idle["slot"], idle["level"]) == ("slot_idle", 2, "debug")
+    assert "job_id" not in idle
+    assert (failed["level"], failed["code"]) == ("error", "timeout")
+    assert published["level"] == "error" and "OSError: disk full" in str(published["exception"])
+
+
+def test_structlog_imported_after_configuration_is_routed_and_json_needs_no_asyncio() -> None:
+    """JSON output imports neither structlog nor asyncio; structlog imported later is routed."""
+    script = (
+        "import sys\n"
+        "from jobrunner._log import get_logger, job_context\n"
+        "from jobrunner.logging import configure_logging\n"
+        "configure_logging('info', format='json')\n"
+        "get_logger('jobrunner.test').info('worker_started')\n"
+        "print(sorted({'structlog', 'asyncio', 'ssl'} & set(sys.modules)))\n"
+        "import structlog\n"
+        "with job_context(job_id='j3'):\n"
+        "    structlog.get_logger('plugin').info('rows_read', rows=4)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+    started, rows = (json.loads(line) for line in done.stderr.splitlines())
+    assert started["event"] == "worker_started"
+    assert (rows["event"], rows["rows"], rows["job_id"], rows["logger"]) == (
+        "rows_read",
+        4,
+        "j3",
+        "plugin",
+    )
+
+
+def test_httpx_request_lines_only_at_debug() -> None:
+    """httpx's line per request is left out at info (one event per job) and shown at debug."""
+    stream = io.StringIO()
+    configure_logging("info", format="json", stream=stream)
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/in.json")
+    logging.getLogger("httpx").warning("connection reset")
+    assert [e["event"] for e in _json_lines(stream)] == ["connection reset"]
+    configure_logging("debug", format="json", stream=stream)
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/in.json")
+    assert _json_lines(stream)[-1]["event"] == "HTTP Request: GET http://127.0.0.1/in.json"
+
+
+def test_structlog_processor_formatter_renders_our_events() -> None:
+    """An application's structlog ProcessorFormatter gets jobrunner's events as structured data."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ]
+        )
+    )
+    logger = logging.getLogger("jobrunner")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        get_logger("jobrunner.client").bind(tube="default").info("job_submitted", job_id="j1")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    [event] = _json_lines(stream)
+    assert event == {"tube": "default", "event": "job_submitted", "job_id": "j1"}
