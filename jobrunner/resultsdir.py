@@ -24,14 +24,22 @@ Result names are plain
 Staying inside
     Symlinks already on disk are followed, and the real path must stay
     inside the directory's real path (a sibling sharing a prefix,
-    ``results-evil`` next to ``results``, is outside).
+    ``results-evil`` next to ``results``, is outside). A write holds to this
+    at the moment it writes, not only when it was checked: it opens the
+    directories of the path one by one from the results directory without
+    following symlinks (``O_NOFOLLOW``) and writes and renames relative to
+    the directory it holds open. Where a symlink is on the way, the real path
+    is resolved and checked, and then opened the same way; a symlink that
+    appears meanwhile is refused, never followed.
 
 Atomic writes
-    A document is written to a dot-named temp file in its target directory,
-    fsync'd, and renamed over the old one (then the directory is fsync'd), so
-    a reader sees the old or the new document, never a part. A directory
+    A document is written to a dot-named temp file in its target directory
+    (``.jr<pid>_<random>_<n>.tmp``, created exclusively, mode 0644),
+    fsync'd, and renamed over the old one (then the directory is fsync'd),
+    so a reader sees the old or the new document, never a part. A directory
     standing where the file should go, or a file where a directory is needed,
-    is a :class:`PathConflict`: no retry can fix it.
+    is a :class:`PathConflict`: no retry can fix it. Missing directories are
+    created.
 
 Final markers
     An empty file ``.final/PATH`` says the document at ``PATH`` is ``done``
@@ -45,9 +53,11 @@ Final markers
 from __future__ import annotations
 
 import errno
+import functools
+import itertools
 import os
 import re
-import tempfile
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -76,6 +86,17 @@ MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 1024
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A result path the slow parse would return unchanged: safe segments of at most
+# MAX_NAME_LENGTH characters, nothing percent-encoded (the URL fast path).
+_PLAIN_REL = re.compile(
+    r"[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]{0,254}(?:/[A-Za-z0-9_~][A-Za-z0-9._~@+=,-]{0,254})*"
+)
+# A base URL whose text can be a plain prefix: printable ASCII, no query,
+# fragment, percent-encoding, backslash or white space.
+_PLAIN_BASE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[!$&-.0-9:;=@-\[\]_a-z~/]*")
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_NOFOLLOW = _DIR | os.O_NOFOLLOW
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 class UnsafePath(ValueError):
@@ -161,7 +182,41 @@ def relative_result_path(url: str, base_url: str) -> str:
         ResultRefused: outside the base URL, a query or fragment, or an
             unsafe path (see the module docstring).
     """
-    parts = urlsplit(url)
+    # The usual URL is the base's text followed by a plain path: nothing to
+    # decode, nothing to split; it is taken as it is. Anything else gets the
+    # full parse below, which gives the same answer for the usual URL.
+    prefix = _plain_prefix(base_url)
+    if prefix is not None and url.startswith(prefix):
+        rel = url[len(prefix) :]
+        if len(rel) <= MAX_PATH_LENGTH and _PLAIN_REL.fullmatch(rel) is not None:
+            return rel
+    return _parse_result_url(url, base_url)
+
+
+@functools.lru_cache(maxsize=32)
+def _plain_prefix(base_url: str) -> str | None:
+    """The text every plain result URL under ``base_url`` starts with, or None.
+
+    None when the base URL holds anything a parse could change (encoded
+    characters, a query, white space ...) or is not usable at all.
+    """
+    prefix = base_url if base_url.endswith("/") else base_url + "/"
+    if _PLAIN_BASE.fullmatch(prefix) is None or "//" in prefix.split("://", 1)[1]:
+        return None
+    try:
+        if _parse_result_url(prefix + "x", base_url) != "x":
+            return None
+    except (ResultRefused, ValueError):
+        return None
+    return prefix
+
+
+def _parse_result_url(url: str, base_url: str) -> str:
+    """:func:`relative_result_path`, the full parse."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host: "Invalid IPv6 URL"
+        raise ResultRefused(f"result URL {url!r} is not a valid URL: {exc}") from None
     base = urlsplit(base_url)
     outside = ResultRefused(
         f"result URL {url!r} is not under the results base URL {base_url!r}; "
@@ -191,44 +246,115 @@ def relative_result_path(url: str, base_url: str) -> str:
 def write_atomic(path: Path, body: bytes, *, fsync: bool = True) -> None:
     """Write ``body`` to ``path`` atomically (temp file, fsync, rename, fsync dir).
 
-    Missing parent directories are created.
+    Missing parent directories are created. Symlinks on the way are followed:
+    for paths the caller trusts (a result path from a job goes through
+    :meth:`ResultsDir.write`).
 
     Raises:
         PathConflict: a directory is at ``path``, or a file where a parent
             directory should be.
         OSError: the write failed; no partial file is left at ``path``.
     """
+    folder = os.path.dirname(path) or "."
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dir_fd = os.open(folder, _DIR)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            dir_fd = os.open(folder, _DIR)
     except (FileExistsError, NotADirectoryError):
         raise PathConflict(
             errno.ENOTDIR, "a file stands where a directory is needed", str(path)
         ) from None
-    if path.is_dir():
-        raise PathConflict(errno.EISDIR, f"a directory stands at {path}", str(path))
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
+        name = os.path.basename(path)
+        try:
+            info = os.stat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISDIR(info.st_mode):
+                raise PathConflict(errno.EISDIR, f"a directory stands at {path}", str(path))
+        _write_into(dir_fd, name, body, fsync=fsync, shown=str(path))
+    finally:
+        os.close(dir_fd)
+
+
+class _TempNames:
+    """Names for temp files: ``.jr<pid>_<random>_<n>.tmp``, unique per process.
+
+    The pid and a random part (new after a fork) keep the names of processes
+    and hosts sharing a directory apart; the file is created exclusively all
+    the same. The litter sweep (:mod:`jobrunner._worker.litter`) knows the
+    form, and being dot-named they are never served.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._prefix = f".jr{pid}_{os.urandom(4).hex()}_"
+            self._pid = pid
+        return f"{self._prefix}{next(self._count)}.tmp"
+
+
+_temp_names = _TempNames()
+
+
+def _write_into(dir_fd: int, name: str, body: bytes, *, fsync: bool, shown: str) -> None:
+    """Write ``body`` atomically as ``name`` in the open directory ``dir_fd``.
+
+    A new temp file (exclusive, 0644) is written, fsync'd, renamed over
+    ``name``, and the directory fsync'd (the fsyncs when ``fsync``). ``shown``
+    is the path for messages.
+
+    Raises:
+        PathConflict: a directory stands at ``name``.
+        OSError: the write failed; the temp file is gone.
+    """
+    while True:
+        tmp = _temp_names.next()
+        try:
+            fd = os.open(tmp, _NEW_FILE, 0o644, dir_fd=dir_fd)
+            break
+        except FileExistsError:  # another process with the same pid and random part
+            continue
+    try:
+        try:
+            os.fchmod(fd, 0o644)  # whatever the umask: the results server must read it
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
             if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException as exc:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         if isinstance(exc, IsADirectoryError):  # a directory appeared meanwhile
-            raise PathConflict(errno.EISDIR, f"a directory stands at {path}", str(path)) from None
+            raise PathConflict(errno.EISDIR, f"a directory stands at {shown}", shown) from None
         raise
     if fsync:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        os.fsync(dir_fd)
+
+
+class _SymlinkOnTheWay(Exception):
+    """A walk met a symlink: the real path must be resolved and checked first."""
+
+
+def _unresolved(rel: str) -> UnsafePath:
+    return UnsafePath(
+        f"{rel!r} leads through a symlink that does not resolve to a place inside the "
+        "results directory (a symlink loop, or a symlink that changed meanwhile)"
+    )
 
 
 class ResultsDir:
@@ -324,11 +450,12 @@ class ResultsDir:
             OSError: the marker cannot be created.
         """
         path = self.marker(rel)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, flags, 0o644)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, flags, 0o644)
         os.close(fd)
 
     def unmark_final(self, rel: str) -> None:
@@ -342,21 +469,168 @@ class ResultsDir:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass  # no marker file there: nothing that a server could take for one
 
+    def check(self, rel: str) -> str | None:
+        """Check result path ``rel`` before a write: what on disk is in the way, or None.
+
+        The worker's check before a job runs (the write checks again as it
+        writes). In the way: a directory at the file's place, or a file where
+        one of its directories is needed.
+
+        Raises:
+            UnsafePath: ``rel`` is not a result path, or a symlink on disk
+                leads out of the directory (or does not resolve).
+        """
+        segments = rel.split("/")
+        check_result_segments(segments)
+        try:
+            return self._check(segments)
+        except _SymlinkOnTheWay:
+            pass
+        real = self._real_segments(rel)
+        try:
+            return self._check(real)
+        except _SymlinkOnTheWay:
+            raise _unresolved(rel) from None
+
     def write(self, rel: str, body: bytes, *, fsync: bool = True) -> bool:
         """Write ``body`` atomically at result path ``rel``; True when the file is new.
 
         Raises:
-            UnsafePath: see :meth:`target`.
+            UnsafePath: ``rel`` is not a result path, or a symlink on disk
+                leads out of the directory (or does not resolve).
             PathConflict: a directory or file is in the way (its message says which).
             OSError: the write failed.
         """
-        path = self.target(rel)
-        blocker = self.blocker(path)
-        if blocker is not None:
-            raise PathConflict(errno.EEXIST, blocker, str(path))
-        created = not os.path.lexists(path)
+        segments = rel.split("/")
+        check_result_segments(segments)
         try:
-            write_atomic(path, body, fsync=fsync)
-        except PathConflict as exc:  # something got in the way meanwhile
-            raise PathConflict(exc.errno, self.blocker(path) or exc.strerror, str(path)) from None
+            return self._write(segments, body, fsync)
+        except _SymlinkOnTheWay:
+            pass
+        # A symlink on the way: resolve it, check that it stays inside, and
+        # write along the real path, still following no symlink.
+        real = self._real_segments(rel)
+        try:
+            return self._write(real, body, fsync)
+        except _SymlinkOnTheWay:
+            raise _unresolved(rel) from None
+
+    def _check(self, segments: Sequence[str]) -> str | None:
+        try:
+            dir_fd = self._open_parent(segments, create=False)
+            if dir_fd is None:
+                return None  # a directory is missing: nothing below it can be in the way
+            try:
+                self._is_new(dir_fd, segments)
+            finally:
+                os.close(dir_fd)
+        except PathConflict as exc:
+            return exc.strerror
+        except OSError:
+            return None  # unreadable on the way: the write will say what is wrong
+        return None
+
+    def _write(self, segments: Sequence[str], body: bytes, fsync: bool) -> bool:
+        dir_fd = self._open_parent(segments, create=True)
+        assert dir_fd is not None
+        try:
+            created = self._is_new(dir_fd, segments)
+            shown = os.path.join(self._root, *segments)
+            _write_into(dir_fd, segments[-1], body, fsync=fsync, shown=shown)
+        finally:
+            os.close(dir_fd)
         return created
+
+    def _open_parent(self, segments: Sequence[str], *, create: bool) -> int | None:
+        """Open the directory holding ``segments[-1]``, following no symlink below the root.
+
+        Missing directories are created (``create``), or None is returned.
+
+        Raises:
+            PathConflict: a file stands where a directory is needed.
+            _SymlinkOnTheWay: a symlink stands where a directory is needed.
+            OSError: a directory cannot be opened or created.
+        """
+        dir_fd = os.open(self._root, _DIR_NOFOLLOW)  # a symlink put there later is not followed
+        try:
+            for depth in range(len(segments) - 1):
+                segment = segments[depth]
+                try:
+                    below = os.open(segment, _DIR_NOFOLLOW, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(dir_fd)
+                        return None
+                    try:
+                        os.mkdir(segment, dir_fd=dir_fd)
+                    except FileExistsError:
+                        pass  # made by another writer meanwhile (or a file: the open says)
+                    below = self._open_below(dir_fd, segments[: depth + 1])
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    self._not_a_directory(dir_fd, segments[: depth + 1])
+                    raise
+                os.close(dir_fd)
+                dir_fd = below
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        return dir_fd
+
+    def _open_below(self, dir_fd: int, segments: Sequence[str]) -> int:
+        """Open the directory ``segments[-1]`` in ``dir_fd``, following no symlink."""
+        try:
+            return os.open(segments[-1], _DIR_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                self._not_a_directory(dir_fd, segments)
+            raise
+
+    def _not_a_directory(self, dir_fd: int, segments: Sequence[str]) -> None:
+        """Say why ``segments[-1]`` in ``dir_fd`` did not open as a directory; return if unsure.
+
+        Raises:
+            _SymlinkOnTheWay: it is a symlink.
+            PathConflict: it is a file (or another non-directory).
+        """
+        try:
+            info = os.stat(segments[-1], dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return  # gone meanwhile: the caller's error stands
+        if stat.S_ISLNK(info.st_mode):
+            raise _SymlinkOnTheWay
+        if not stat.S_ISDIR(info.st_mode):
+            shown = os.path.join(self._root, *segments)
+            raise PathConflict(
+                errno.ENOTDIR, f"the file {shown} stands where a directory is needed", shown
+            )
+
+    def _is_new(self, dir_fd: int, segments: Sequence[str]) -> bool:
+        """True when nothing is at ``segments[-1]`` in ``dir_fd``; a file there is fine.
+
+        Raises:
+            PathConflict: a directory is there.
+            _SymlinkOnTheWay: a symlink is there.
+        """
+        try:
+            info = os.stat(segments[-1], dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISDIR(info.st_mode):
+            shown = os.path.join(self._root, *segments)
+            raise PathConflict(errno.EISDIR, f"a directory stands at {shown}", shown)
+        if stat.S_ISLNK(info.st_mode):
+            raise _SymlinkOnTheWay
+        return False
+
+    def _real_segments(self, rel: str) -> list[str]:
+        """The segments of ``rel``'s real path below the root, symlinks followed.
+
+        Raises:
+            UnsafePath: the real path is not inside the directory.
+        """
+        real = os.path.realpath(os.path.join(self._root, *rel.split("/")))
+        if real == self._root or not real.startswith(self._prefix):
+            raise UnsafePath(f"{rel!r} leads outside the results directory through a symlink")
+        return real[len(self._prefix) :].split(os.sep)

@@ -59,7 +59,11 @@ class FilePublisher:
             jobrunner.errors.ResultRefused: the URL is not under the base URL or unsafe.
             jobrunner.errors.ResultBlocked: a directory or file stands in the way.
         """
-        blocker = self.results.blocker(self.path_for(url))
+        rel = relative_result_path(url, self.base_url)
+        try:
+            blocker = self.results.check(rel)
+        except UnsafePath as exc:
+            raise ResultRefused(f"result URL {url!r}: {exc}") from None
         if blocker is not None:
             raise _blocked(url, blocker)
 

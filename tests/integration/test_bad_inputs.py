@@ -142,6 +142,7 @@ class InputsApp:
     def __init__(self, files_dir: Path) -> None:
         self.files_dir = files_dir
         self.seen: list[str] = []
+        self.held = threading.Event()  # lets /held.json answer
         deep = b"[" * DEEP + b"]" * DEEP
         self.fixed: dict[str, tuple[int, dict[str, str], bytes]] = {
             "/good.json": (
@@ -253,6 +254,14 @@ class InputsApp:
             await send({"type": "http.response.body", "body": b""})
         elif path == "/drip":  # a byte every 0.2 s: never idle long enough for a read time-out
             await self._drip(start, receive, send)
+        elif path == "/held.json":  # the good input, once the test lets it go (20 s at most)
+            for _ in range(400):
+                if self.held.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            body = json.dumps(GOOD_INPUT).encode()
+            await start(200, {"content-type": "application/json", "content-length": str(len(body))})
+            await send({"type": "http.response.body", "body": body})
         else:
             await start(404, {"content-length": "0"})
             await send({"type": "http.response.body", "body": b""})
@@ -393,6 +402,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     (results_dir / "linked.json").symlink_to(outside / "linked.json")
     (results_dir / "blocked-by-dir.json").mkdir()  # a directory where a result must go
     (results_dir / "blocked-by-file").write_text("a file where a directory must go")
+    (results_dir / "loop").symlink_to("loop")  # a symlink loop where a directory must go
 
     # A larger max-job-size than the Client's, so an oversized raw document reaches the worker.
     beanstalkd = Beanstalkd(binlog_dir=root / "binlog", max_job_size=1_000_000).start()
@@ -1093,6 +1103,8 @@ TABLE = [
     bad_result("result-encoded-backslash", "{res}..%5c..%5c{name}.json", "backslashes"),
     bad_result("result-symlinked-dir-escape", "{res}escape/{name}.json", "symlink"),
     bad_result("result-symlinked-file-escape", "{res}linked.json", "symlink"),
+    bad_result("result-symlink-loop", "{res}loop/{name}.json", "symlink"),
+    bad_result("result-unbalanced-bracket-host", "http://[{name}/x.json", "not a valid URL"),
     bad_result("result-dot-named", "{res}.{name}.json", "must not start with a dot"),
     bad_result(
         "result-absolute-path", "{res}/tmp/{name}.json", "empty, '.' and '..' path segments"
@@ -1115,6 +1127,15 @@ TABLE = [
             "result_blocked",
             "stands where a directory is needed",
             job(result="{res}blocked-by-file/{name}.json"),
+            published=False,
+        ),
+    ),
+    row(
+        "result-blocked-by-file-further-up",
+        Bad(
+            "result_blocked",
+            "blocked-by-file stands where a directory is needed",
+            job(result="{res}blocked-by-file/a/b/{name}.json"),
             published=False,
         ),
     ),
@@ -1210,6 +1231,57 @@ def test_bad_input(bench: Bench, bad: Bad, request: pytest.FixtureRequest) -> No
     assert_worker_alive(bench)
     run_good_job(bench, name)
     assert_worker_alive(bench)
+
+
+@pytest.mark.parametrize(
+    ("swap", "code", "says"),
+    [
+        pytest.param("symlink-leading-out", "result_refused", "symlink", id="symlink"),
+        pytest.param("file", "result_blocked", "stands where a directory is needed", id="file"),
+    ],
+)
+def test_result_directory_swapped_while_the_job_runs(
+    bench: Bench, swap: str, code: str, says: str
+) -> None:
+    """A result's directory that passed the worker's check and is replaced while the job
+    runs — by a symlink leading out of the results directory, or by a file — is refused by
+    the child's write: nothing is written outside or left behind, the job is buried with
+    the code, and the worker goes on."""
+    name = f"swapped-{swap}"
+    folder = bench.results_dir / name
+    folder.mkdir()
+    outside = bench.sandbox / "outside"
+    before = tree(bench.sandbox, bench.results_dir)
+    bench.inputs.app.held.clear()
+    slot_errors = len(bench.worker.find("slot_error"))
+    doc = job(input=f"{{in}}held.json?row={name}", result=f"{{res}}{name}/r.json")
+    beanstalk_id = bench.client.put_document(bench.fill(doc, name)).beanstalk_id
+    try:
+        wait_for(
+            lambda: f"/held.json?row={name}" in bench.inputs.app.seen,
+            30,
+            what="the job fetching its input (past the worker's check)",
+        )
+        folder.rmdir()
+        if swap == "file":
+            folder.write_text("in the way")
+        else:
+            folder.symlink_to(outside, target_is_directory=True)
+        bench.inputs.app.held.set()
+        wait_buried(bench, beanstalk_id, slot_errors)
+        bench.buried += 1
+    finally:
+        bench.inputs.app.held.set()
+        remove_unburied(bench, beanstalk_id)
+    buried = bench.worker.wait_event("job_buried", beanstalk_id=beanstalk_id)[-1]
+    assert buried["code"] == code
+    assert says in buried["error"]
+    assert tree(bench.sandbox, bench.results_dir) == before, "something was written outside"
+    assert not [p for p in bench.results_dir.rglob(".jr*")], "a temp file was left"
+    if swap == "file":
+        assert folder.read_text() == "in the way"
+    assert_worker_alive(bench)
+    run_good_job(bench, name)
 
 
 @NEEDS_SIMULATION

@@ -63,6 +63,8 @@ def test_urls_under_base_map_to_relative_paths(url: str, rel: str | None) -> Non
         "http://results.test:8080/r/" + "/".join(["d"] * 600) + "/x.json",
         "http://results.test:8080/r/a%2fb.json",
         "http://results.test:8080/r/a/%2e/x.json",
+        "http://[results.test:8080/r/a.json",
+        "http://[zz]:8080/r/a.json",
     ],
 )
 def test_unsafe_result_urls_are_refused(url: str) -> None:
@@ -268,3 +270,210 @@ def test_a_blocked_marker_never_fails_the_publication(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "r.json").read_bytes() == b'{"status":"running"}'
     failed = [e for e in events if e["event"] == "final_marker_failed"]
     assert len(failed) == 1 and failed[0]["path"] == "a/r.json"
+
+
+# -- the write path: no symlink followed out, at the moment of writing -----------------------
+
+
+def test_symlinks_inside_the_directory_are_followed(tmp_path: Path) -> None:
+    """A symlinked directory or file that stays inside is written through, to its real
+    place; the symlinks themselves stay symlinks."""
+    (tmp_path / "2026").mkdir()
+    (tmp_path / "latest").symlink_to("2026")
+    (tmp_path / "2026" / "real.json").write_text("{}")
+    (tmp_path / "alias.json").symlink_to("2026/real.json")
+    tree = ResultsDir(tmp_path)
+    assert tree.check("latest/new/x.json") is None
+    assert tree.write("latest/new/x.json", b"1") is True
+    assert (tmp_path / "2026" / "new" / "x.json").read_bytes() == b"1"
+    assert tree.write("alias.json", b"2") is False
+    assert (tmp_path / "2026" / "real.json").read_bytes() == b"2"
+    assert (tmp_path / "alias.json").is_symlink() and (tmp_path / "latest").is_symlink()
+
+
+def test_a_symlink_swapped_in_after_the_check_is_refused_at_write(tmp_path: Path) -> None:
+    """A directory replaced by a symlink leading out between the check and the write: the
+    write refuses it and nothing is written outside."""
+    results, outside = tmp_path / "results", tmp_path / "outside"
+    results.mkdir()
+    outside.mkdir()
+    (results / "d").mkdir()
+    tree = ResultsDir(results)
+    assert tree.check("d/x.json") is None
+    (results / "d").rmdir()
+    (results / "d").symlink_to(outside)
+    with pytest.raises(UnsafePath, match="symlink"):
+        tree.write("d/x.json", b"{}")
+    with pytest.raises(UnsafePath, match="symlink"):
+        tree.check("d/x.json")
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in results.iterdir()) == ["d"]  # no temp file left
+
+
+def test_a_symlink_loop_on_the_way_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """A symlink loop where a directory or the file is needed is refused (UnsafePath naming
+    the symlink) by the check and the write, and nothing is left behind."""
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.json").symlink_to("x.json")
+    tree = ResultsDir(tmp_path)
+    for rel in ("loop/x.json", "a/x.json"):
+        with pytest.raises(UnsafePath, match="symlink"):
+            tree.check(rel)
+        with pytest.raises(UnsafePath, match="symlink"):
+            tree.write(rel, b"{}")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "loop", "x.json"]
+
+
+def test_the_results_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """The results directory replaced by a symlink after start: writes fail, nothing lands
+    where the symlink points."""
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    results.mkdir()
+    elsewhere.mkdir()
+    tree = ResultsDir(results)
+    results.rename(tmp_path / "old")
+    results.symlink_to(elsewhere)
+    with pytest.raises(OSError):
+        tree.write("x.json", b"{}")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("blocker", "rel", "says"),
+    [
+        ("file", "file/x.json", "the file {root}/file stands where a directory is needed"),
+        ("file", "file/a/b/x.json", "the file {root}/file stands where a directory is needed"),
+        ("a/file", "a/file/x.json", "the file {root}/a/file stands where a directory is needed"),
+        ("dir", "dir", "a directory stands at {root}/dir"),
+        ("fifo", "fifo/x.json", "the file {root}/fifo stands where a directory is needed"),
+    ],
+)
+def test_conflicts_name_what_is_in_the_way(
+    tmp_path: Path, blocker: str, rel: str, says: str
+) -> None:
+    """A file (or FIFO) where a directory is needed, or a directory at the file's place, is a
+    PathConflict from write() and a message from check(), naming the path in the way."""
+    target = tmp_path / blocker
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if blocker == "dir":
+        target.mkdir()
+    elif blocker == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text("in the way")
+    tree = ResultsDir(tmp_path)
+    message = says.format(root=tree.root)
+    assert tree.check(rel) == message
+    with pytest.raises(PathConflict) as info:
+        tree.write(rel, b"{}")
+    assert info.value.strerror == message
+    assert not [p for p in tmp_path.rglob(".*")]  # no temp file left
+
+
+def test_written_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+    """A document is published with mode 0644 even under umask 077 (the results server may
+    run as another user), and is complete."""
+    old = os.umask(0o077)
+    try:
+        ResultsDir(tmp_path).write("a/r.json", b'{"v":1}')
+    finally:
+        os.umask(old)
+    path = tmp_path / "a" / "r.json"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.read_bytes() == b'{"v":1}'
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from jobrunner.resultsdir import ResultsDir
+def kill(fd):
+    os.kill(os.getpid(), signal.SIGKILL)
+os.fsync = kill
+ResultsDir(sys.argv[1]).write("a/r.json", b'{"partial": true}')
+"""
+
+
+def test_a_write_killed_before_its_rename_leaves_litter_the_sweep_removes(tmp_path: Path) -> None:
+    """A writer killed between writing its temp file and renaming it leaves a dot-named temp
+    file that is never served and that the worker's litter sweep recognises and removes."""
+    import subprocess
+    import sys
+
+    from jobrunner._worker.litter import is_litter, remove_litter
+
+    run = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], timeout=60)
+    assert run.returncode == -9
+    left = list((tmp_path / "a").iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".jr"), left
+    assert is_litter(left[0].name)
+    assert ResultsDir(tmp_path).find(["a", left[0].name]) is None
+    assert remove_litter(tmp_path, min_age=0)[0] == 1
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        BASE,
+        "http://results.test:8080/r",
+        "http://results.test/",
+        "https://h/a/b/",
+        "http://h",
+        "http://H/R/",
+        "http://h/a%20b/",
+        "http://h/a/../b/",
+        "http://h/r//",
+        "http://u:p@h/r/",
+        "http://[::1]:8080/r/",
+    ],
+)
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "a.json",
+        "u42/2026/x.json",
+        "a/b/c/d/e/f.json",
+        "~x/@y+z=w,v-u.json",
+        "a..b/x.json",
+        "x.json.",
+        ".hidden.json",
+        "a/.hidden/x.json",
+        "a//x.json",
+        "a/./x.json",
+        "a/../x.json",
+        "with%20space.json",
+        "a%2fb.json",
+        "%41.json",
+        "a.json?x=1",
+        "a.json#f",
+        "a\\b.json",
+        "a\n.json",
+        "a.json\n",
+        "a\t.json",
+        " a.json",
+        "a/",
+        "",
+        "n" * 255 + ".json",
+        "n" * 250 + ".json",
+        "/".join(["d"] * 600) + "/x.json",
+        "/".join(["d" * 200] * 5) + "/x.json",
+        "\u00e9.json",
+    ],
+)
+def test_the_quick_url_path_agrees_with_the_full_parse(base: str, tail: str) -> None:
+    """relative_result_path's shortcut for plain URLs gives exactly what the full parse
+    gives (the same path, or a refusal), for plain and tricky result URLs alike."""
+    from jobrunner.resultsdir import _parse_result_url
+
+    url = (base if base.endswith("/") else base + "/") + tail
+    for candidate in (url, url.upper(), url.replace("http", "HTTP", 1)):
+        try:
+            expected: str | None = _parse_result_url(candidate, base)
+        except ResultRefused:
+            expected = None
+        try:
+            got: str | None = relative_result_path(candidate, base)
+        except ResultRefused:
+            got = None
+        assert got == expected, candidate

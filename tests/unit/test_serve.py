@@ -535,10 +535,10 @@ def test_put_through_symlink_leading_out_is_refused(
 def test_put_write_failure_is_500(app: Any, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failing disk write is a 500 with a JSON error and a result_write_failed event."""
 
-    def full_disk(path: Path, body: bytes, *, fsync: bool = True) -> None:
+    def full_disk(dir_fd: int, name: str, body: bytes, *, fsync: bool, shown: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("jobrunner.resultsdir.write_atomic", full_disk)
+    monkeypatch.setattr("jobrunner.resultsdir._write_into", full_disk)
     with capture_events() as logs:
         r = request(app, "PUT", "/new.json", content=BODY, headers=auth())
     assert r.status_code == 500
