@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import mimetypes
 import os
 import socket
 import stat
@@ -519,6 +518,8 @@ class Fetcher:
                 raise InputFailed(f"input {url}: cannot read {path}: {exc.strerror}") from None
         if len(body) > limit:
             raise self._too_large(url, f"the file has more than {limit} bytes")
+        import mimetypes  # file: inputs only
+
         content_type, _ = mimetypes.guess_type(Path(path).name)
         return _decoded(
             url,
