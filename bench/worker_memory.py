@@ -108,6 +108,32 @@ def memory(pid: int) -> dict[str, int]:
     return result
 
 
+def mappings(pid: int) -> dict[str, int]:
+    """RSS in bytes by kind of mapping: Python objects (anonymous, heap), libraries, ..."""
+    kinds: dict[str, int] = {}
+    kind = "anonymous"
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            parts = line.split()
+            if not parts:
+                continue
+            if not parts[0].endswith(":"):
+                path = parts[5] if len(parts) > 5 else ""
+                if not path or path in ("[heap]", "[stack]") or path.startswith("[anon"):
+                    kind = "anonymous (objects, heap, stacks)"
+                elif "libpython" in path or "/bin/python" in path:
+                    kind = "the interpreter (binary, libpython)"
+                elif "libcrypto" in path or "libssl" in path:
+                    kind = "OpenSSL (libcrypto, libssl)"
+                elif "lib-dynload" in path or "site-packages" in path:
+                    kind = "extension modules (.so)"
+                else:
+                    kind = "other files (libc, locale, ...)"
+            elif parts[0] == "Rss:":
+                kinds[kind] = kinds.get(kind, 0) + int(parts[1]) * 1024
+    return kinds
+
+
 def cpu_ticks(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -147,7 +173,7 @@ class LogReader(threading.Thread):
         while seen < count:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SystemExit(f"no {count} × {name} within {timeout:.0f} s: {self.other[-5:]}")
+                raise SystemExit(f"no {count} x {name} within {timeout:.0f} s: {self.other[-5:]}")
             try:
                 event = self.events.get(timeout=left)
             except queue.Empty:
@@ -166,7 +192,7 @@ def settle(pids: list[int], seconds: float, timeout: float = 30.0) -> None:
             return
 
 
-def report(title: str, worker: int, pids: list[int]) -> dict[str, Any]:
+def report(title: str, worker: int, pids: list[int], detail: bool = False) -> dict[str, Any]:
     rows = [("worker", worker, memory(worker))]
     rows += [(f"child {i + 1}", pid, memory(pid)) for i, pid in enumerate(pids)]
     has_pss = all("pss" in row[2] for row in rows)
@@ -186,6 +212,16 @@ def report(title: str, worker: int, pids: list[int]) -> dict[str, Any]:
     print(line)
     if not has_pss:
         print("  (no /proc/PID/smaps_rollup on this kernel: RSS only)")
+    if detail:
+        for name, pid, _mem in rows:
+            kinds = mappings(pid)
+            print(
+                f"  {name}: "
+                + ", ".join(
+                    f"{kind} {size / mb:.1f}"
+                    for kind, size in sorted(kinds.items(), key=lambda kv: -kv[1])
+                )
+            )
     return {
         "processes": [{"name": name, "pid": pid, **mem} for name, pid, mem in rows],
         "total": total,
@@ -205,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", action="store_true", help="then run one echo job")
     parser.add_argument("--settle", type=float, default=1.0, help="idle seconds before measuring")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--detail", action="store_true", help="RSS of each process by kind of mapping (MB)"
+    )
     args = parser.parse_args(argv)
     # Absolute, but not resolved: a virtualenv's python is a symlink that must stay one.
     args.python = os.path.abspath(shutil.which(args.python) or args.python)
@@ -269,12 +308,12 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
             ).stdout.strip()
             print(f"python {version} ({args.python})")
-            results["idle"] = report("worker + 2 idle children", worker.pid, pids)
+            results["idle"] = report("worker + 2 idle children", worker.pid, pids, args.detail)
             if args.job:
                 results["job"] = run_job(args, work, bs_port, http_port, base_url, logs)
                 settle([worker.pid, *pids], args.settle)
                 results["after_job"] = report(
-                    "after one echo job", worker.pid, children_of(worker.pid)
+                    "after one echo job", worker.pid, children_of(worker.pid), args.detail
                 )
             worker.terminate()
             worker.wait(timeout=30)

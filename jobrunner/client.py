@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import threading
 import time
@@ -451,6 +450,8 @@ class Client:
 
     def _order(self, job_id: str) -> list[Connection]:
         # A job's home server is chosen from its id, so retries of a submit land alike.
+        import hashlib  # here: the worker imports this module, and hashlib loads OpenSSL
+
         n = len(self.connections)
         home = int.from_bytes(hashlib.sha1(job_id.encode()).digest()[:4], "big") % n
         return [self.connections[(home + step) % n] for step in range(n)]

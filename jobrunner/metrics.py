@@ -1,8 +1,9 @@
 """Prometheus metrics and the health endpoint of ``jobrunner work --metrics-port P``.
 
-The only module importing ``prometheus_client``. The worker counts through
-the narrow interface of :class:`WorkerMetrics` (a job started, a job
-finished, a child restarted); everything Prometheus-shaped stays here.
+The worker's only module importing ``prometheus_client``, and only when
+metrics are exported. The worker counts through the narrow interface of
+:class:`WorkerMetrics` (a job started, a job finished, a child restarted) in
+plain numbers; everything Prometheus-shaped stays here.
 :class:`MetricsServer` serves ``GET /metrics`` (prometheus_client's own
 exposition: text or OpenMetrics, gzip when asked) and ``GET /health``.
 
@@ -31,25 +32,16 @@ import json
 import os
 import platform
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any, TypeVar
-
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import MetricsHandler
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobrunner import __version__
 from jobrunner._log import get_logger
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -111,22 +103,216 @@ def _resident_bytes(pid: int) -> int | None:
         return None
 
 
-class _Sampled(Collector):
-    """Metrics read at scrape time from callables (reconnects, servers up, queue depth)."""
+class _Histogram:
+    """Counts per bucket of :data:`DURATION_BUCKETS` (not cumulative), their sum and count."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # the last: above every bound
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(DURATION_BUCKETS, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class WorkerMetrics:
+    """The worker's metrics behind a narrow interface; thread-safe.
+
+    The worker counts here in plain numbers; :attr:`registry`, built when
+    first asked for (by the metrics server, a test, :meth:`render`), turns
+    them into Prometheus metrics at scrape time. So prometheus_client — and
+    the HTTP, e-mail and ``ssl`` modules it imports, 3 MB — is loaded only by
+    a worker that exports metrics.
+
+    Args:
+        job_types: the job types installed on this worker; other ``type``
+            values are counted as ``other``. None: the names of the installed
+            entry points (read without importing them, at the first job).
+        reconnects: reads reconnections per server at scrape time.
+        servers_up: reads how many servers are reachable at scrape time.
+        queue: reads the watched tubes' job counts at scrape time; None (the
+            default) leaves ``jobrunner_queue_jobs`` out.
+        children: reads the pid of each slot's child process (slot -> pid) at
+            scrape time, for ``jobrunner_child_resident_memory_bytes``.
+        process: add prometheus_client's process and platform collectors
+            (False in unit tests that build many registries).
+        export: build :attr:`registry` now (the worker's ``--metrics-port``),
+            so that the metrics server answers as soon as it listens.
+    """
 
     def __init__(
         self,
-        reconnects: Callable[[], dict[str, int]],
-        servers_up: Callable[[], int],
-        queue: QueueDepth | None,
-        children: Callable[[], dict[int, int]],
+        *,
+        job_types: Collection[str] | None = None,
+        reconnects: Callable[[], dict[str, int]] = dict,
+        servers_up: Callable[[], int] = int,
+        queue: QueueDepth | None = None,
+        children: Callable[[], dict[int, int]] = dict,
+        process: bool = True,
+        export: bool = False,
     ) -> None:
+        self._types = frozenset(job_types) if job_types is not None else None
         self._reconnects = reconnects
         self._servers_up = servers_up
         self._queue = queue
         self._children = children
+        self._process = process
+        self._lock = threading.Lock()
+        self._registry: CollectorRegistry | None = None
+        self._jobs: dict[tuple[str, str], int] = {}  # (type, outcome) -> count
+        self._durations: dict[str, _Histogram] = {}
+        self._in_flight = 0
+        self._retries: dict[str, int] = {}
+        self._child_restarts: dict[str, int] = {}
+        self._publish_failures = 0
+        if export:
+            self._registry = _build_registry(self)
 
-    def collect(self) -> Iterator[Metric]:
+    # -- what the worker reports -------------------------------------------------
+
+    def type_label(self, job_type: str | None) -> str:
+        """The ``type`` label for a job type name: itself when installed, else ``other``."""
+        if self._types is None:
+            from jobrunner.plugins import JOB_TYPES, metadata_names
+
+            self._types = frozenset(metadata_names(JOB_TYPES))
+        return job_type if job_type in self._types else OTHER_TYPE
+
+    def job_started(self) -> None:
+        """A slot began handling a job."""
+        with self._lock:
+            self._in_flight += 1
+
+    def job_ended(self) -> None:
+        """A slot finished handling a job (whatever came of it)."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def job_finished(
+        self, job_type: str | None, action: str, code: str | None, seconds: float
+    ) -> None:
+        """Count one job's outcome.
+
+        Args:
+            job_type: the job's ``type`` (untrusted; uninstalled names count as ``other``).
+            action: what happened to it in the queue: ``delete``, ``release`` or ``bury``.
+            code: the error code of its failure, None when it succeeded.
+            seconds: from reserve to the queue action.
+        """
+        label = self.type_label(job_type)
+        if action == "release":
+            outcome = "released"
+        else:
+            outcome = code or ("done" if action == "delete" else "buried")
+        with self._lock:
+            if action == "release" and code:
+                self._retries[label] = self._retries.get(label, 0) + 1
+            self._jobs[label, outcome] = self._jobs.get((label, outcome), 0) + 1
+            histogram = self._durations.get(label)
+            if histogram is None:
+                histogram = self._durations[label] = _Histogram()
+            histogram.observe(seconds)
+            if code in _PUBLISH_CODES:
+                self._publish_failures += 1
+            elif code is None and action == "delete":
+                self._publish_failures = 0
+
+    def child_restarted(self, reason: str) -> None:
+        """A child process was replaced (``recycle``, ``crash``, ``timeout``, ``lost``)."""
+        with self._lock:
+            self._child_restarts[reason] = self._child_restarts.get(reason, 0) + 1
+
+    # -- what health and tests read ------------------------------------------------
+
+    def publishing_ok(self) -> bool:
+        """False once :data:`PUBLISH_FAILURES_UNHEALTHY` jobs in a row failed to publish."""
+        with self._lock:
+            return self._publish_failures < PUBLISH_FAILURES_UNHEALTHY
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry of these metrics (prometheus_client is imported here)."""
+        with self._lock:
+            if self._registry is None:
+                self._registry = _build_registry(self)
+            return self._registry
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample (e.g. ``jobrunner_jobs_total``), or None."""
+        return self.registry.get_sample_value(name, labels)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+    def _collect(self) -> Iterator[Metric]:
+        """The metrics as Prometheus metric families, at scrape time."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        with self._lock:
+            jobs = sorted(self._jobs.items())
+            durations = {
+                label: (list(h.buckets), h.sum) for label, h in sorted(self._durations.items())
+            }
+            in_flight = self._in_flight
+            retries = sorted(self._retries.items())
+            restarts = sorted(self._child_restarts.items())
+            publish_failures = self._publish_failures
+        counted = CounterMetricFamily(
+            "jobrunner_jobs",
+            "Jobs handled, by type and outcome (done, released, or the error code).",
+            labels=["type", "outcome"],
+        )
+        for (label, outcome), count in jobs:
+            counted.add_metric([label, outcome], count)
+        yield counted
+        histogram = HistogramMetricFamily(
+            "jobrunner_job_duration_seconds",
+            "Time from reserve to delete/release/bury.",
+            labels=["type"],
+        )
+        bounds = [repr(float(bound)) for bound in DURATION_BUCKETS] + ["+Inf"]  # as Go prints them
+        for label, (buckets, total) in durations.items():
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, buckets, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            histogram.add_metric([label], cumulative, total)
+        yield histogram
+        yield GaugeMetricFamily("jobrunner_jobs_in_flight", "Jobs running now.", value=in_flight)
+        retried = CounterMetricFamily(
+            "jobrunner_retries", "Jobs released for a retry.", labels=["type"]
+        )
+        for label, count in retries:
+            retried.add_metric([label], count)
+        yield retried
+        restarted = CounterMetricFamily(
+            "jobrunner_child_restarts", "Child processes replaced, by reason.", labels=["reason"]
+        )
+        for reason, count in restarts:
+            restarted.add_metric([reason], count)
+        yield restarted
+        yield GaugeMetricFamily(
+            "jobrunner_publish_failures_in_row",
+            "Jobs in a row whose result could not be published (0 after a success).",
+            value=publish_failures,
+        )
+        yield from self._sampled()
+
+    def _sampled(self) -> Iterator[Metric]:
+        """Metrics read at scrape time from callables (reconnects, servers up, queue depth)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         # A failing read (a queue server gone mid-scrape) leaves its metric out of this
         # scrape; the rest of the scrape still answers.
         reconnects = CounterMetricFamily(
@@ -167,140 +353,40 @@ class _Sampled(Collector):
                     depth.add_metric(list(labels), value)
                 yield depth
 
+
+class _Collector:
+    """Hands a :class:`WorkerMetrics`' numbers to prometheus_client at scrape time."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics._collect()
+
     def describe(self) -> Iterable[Metric]:
         return []  # collected at scrape time only: nothing to check at registration
 
 
-class WorkerMetrics:
-    """The worker's metrics behind a narrow interface; thread-safe.
+def _build_registry(metrics: WorkerMetrics) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+    from prometheus_client.core import InfoMetricFamily
 
-    Args:
-        job_types: the job types installed on this worker; other ``type``
-            values are counted as ``other``. None: the names of the installed
-            entry points (read without importing them).
-        reconnects: reads reconnections per server at scrape time.
-        servers_up: reads how many servers are reachable at scrape time.
-        queue: reads the watched tubes' job counts at scrape time; None (the
-            default) leaves ``jobrunner_queue_jobs`` out.
-        children: reads the pid of each slot's child process (slot -> pid) at
-            scrape time, for ``jobrunner_child_resident_memory_bytes``.
-        process: add prometheus_client's process and platform collectors
-            (False in unit tests that build many registries).
-    """
+    registry = CollectorRegistry(auto_describe=True)
+    if metrics._process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
 
-    def __init__(
-        self,
-        *,
-        job_types: Collection[str] | None = None,
-        reconnects: Callable[[], dict[str, int]] = dict,
-        servers_up: Callable[[], int] = int,
-        queue: QueueDepth | None = None,
-        children: Callable[[], dict[int, int]] = dict,
-        process: bool = True,
-    ) -> None:
-        if job_types is None:
-            from jobrunner.plugins import JOB_TYPES, metadata_names
+    class _BuildInfo:
+        def collect(self) -> Iterator[Metric]:
+            yield InfoMetricFamily(
+                "jobrunner_build",
+                "The jobrunner release this worker runs.",
+                value={"version": __version__, "python": platform.python_version()},
+            )
 
-            job_types = metadata_names(JOB_TYPES)
-        self._types = frozenset(job_types)
-        self._lock = threading.Lock()
-        self._publish_failures = 0
-        self.registry = registry = CollectorRegistry(auto_describe=True)
-        if process:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-        Info("jobrunner_build", "The jobrunner release this worker runs.", registry=registry).info(
-            {"version": __version__, "python": platform.python_version()}
-        )
-        self._jobs = Counter(
-            "jobrunner_jobs",
-            "Jobs handled, by type and outcome (done, released, or the error code).",
-            ["type", "outcome"],
-            registry=registry,
-        )
-        self._duration = Histogram(
-            "jobrunner_job_duration_seconds",
-            "Time from reserve to delete/release/bury.",
-            ["type"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
-        self._in_flight = Gauge("jobrunner_jobs_in_flight", "Jobs running now.", registry=registry)
-        self._retries = Counter(
-            "jobrunner_retries", "Jobs released for a retry.", ["type"], registry=registry
-        )
-        self._child_restarts = Counter(
-            "jobrunner_child_restarts",
-            "Child processes replaced, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self._publish_gauge = Gauge(
-            "jobrunner_publish_failures_in_row",
-            "Jobs in a row whose result could not be published (0 after a success).",
-            registry=registry,
-        )
-        registry.register(_Sampled(reconnects, servers_up, queue, children))
-
-    # -- what the worker reports -------------------------------------------------
-
-    def type_label(self, job_type: str | None) -> str:
-        """The ``type`` label for a job type name: itself when installed, else ``other``."""
-        return job_type if job_type in self._types else OTHER_TYPE
-
-    def job_started(self) -> None:
-        """A slot began handling a job."""
-        self._in_flight.inc()
-
-    def job_ended(self) -> None:
-        """A slot finished handling a job (whatever came of it)."""
-        self._in_flight.dec()
-
-    def job_finished(
-        self, job_type: str | None, action: str, code: str | None, seconds: float
-    ) -> None:
-        """Count one job's outcome.
-
-        Args:
-            job_type: the job's ``type`` (untrusted; uninstalled names count as ``other``).
-            action: what happened to it in the queue: ``delete``, ``release`` or ``bury``.
-            code: the error code of its failure, None when it succeeded.
-            seconds: from reserve to the queue action.
-        """
-        label = self.type_label(job_type)
-        if action == "release":
-            outcome = "released"
-            if code:
-                self._retries.labels(type=label).inc()
-        else:
-            outcome = code or ("done" if action == "delete" else "buried")
-        self._jobs.labels(type=label, outcome=outcome).inc()
-        self._duration.labels(type=label).observe(seconds)
-        with self._lock:
-            if code in _PUBLISH_CODES:
-                self._publish_failures += 1
-            elif code is None and action == "delete":
-                self._publish_failures = 0
-            self._publish_gauge.set(self._publish_failures)
-
-    def child_restarted(self, reason: str) -> None:
-        """A child process was replaced (``recycle``, ``crash``, ``timeout``, ``lost``)."""
-        self._child_restarts.labels(reason=reason).inc()
-
-    # -- what health and tests read ------------------------------------------------
-
-    def publishing_ok(self) -> bool:
-        """False once :data:`PUBLISH_FAILURES_UNHEALTHY` jobs in a row failed to publish."""
-        with self._lock:
-            return self._publish_failures < PUBLISH_FAILURES_UNHEALTHY
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """The current value of one sample (e.g. ``jobrunner_jobs_total``), or None."""
-        return self.registry.get_sample_value(name, labels)
-
-    def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+    registry.register(_BuildInfo())  # type: ignore[arg-type]  # a duck-typed Collector
+    registry.register(_Collector(metrics))  # type: ignore[arg-type]
+    return registry
 
 
 class MetricsServer:
@@ -322,8 +408,10 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        # Imported here: a worker without --metrics-port does not pay for http.server.
+        # Imported here: a worker without --metrics-port does not pay for them.
         from http.server import ThreadingHTTPServer
+
+        from prometheus_client.exposition import MetricsHandler
 
         class Handler(MetricsHandler):
             def do_GET(self) -> None:

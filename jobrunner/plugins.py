@@ -5,6 +5,10 @@ job's ``type``); publishers are entry points in group ``jobrunner.publishers``.
 A plugin that fails to import is recorded with its error rather than
 skipped: ``jobrunner plugins`` shows it, its jobs fail with
 ``plugin_unavailable``, and every other plugin keeps working.
+
+stevedore is imported when first used (listing plugins, loading a job
+type); publishers are loaded with :mod:`importlib.metadata` alone (see
+:func:`_load_entry_point`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from importlib import metadata
 from typing import Any
 
 import attrs
-from stevedore import ExtensionManager, NamedExtensionManager
 
 from jobrunner._log import get_logger
 from jobrunner.errors import ConfigError, PluginUnavailable, UnknownType
@@ -117,6 +120,8 @@ def list_plugins(group: str) -> list[PluginInfo]:
     def on_failure(_manager: Any, entry_point: Any, error: BaseException) -> None:
         failures[entry_point.name] = (entry_point, error)
 
+    from stevedore import ExtensionManager
+
     manager = ExtensionManager(group, on_load_failure_callback=on_failure)
     infos = []
     for ext in manager:
@@ -158,20 +163,44 @@ def _load_named(group: str, name: str) -> tuple[Any, Any]:
     def on_failure(_manager: Any, entry_point: Any, error: BaseException) -> None:
         failures.append((entry_point, error))
 
+    from stevedore import NamedExtensionManager
+
     manager = NamedExtensionManager(
         group, names=[name], on_load_failure_callback=on_failure, name_order=True
     )
     if failures:
-        entry_point, error = failures[0]
-        raise PluginUnavailable(
-            f"plugin {name!r} ({entry_point.value}) failed to load: {_describe(error)}; "
-            "check that its distribution and dependencies are installed on this worker "
-            "('jobrunner plugins' shows the error)"
-        )
+        raise _unavailable(name, *failures[0])
     if name not in manager.names():
         raise LookupError(name)
     ext = manager[name]
     return ext.plugin, ext.entry_point
+
+
+def _unavailable(name: str, entry_point: Any, error: BaseException) -> PluginUnavailable:
+    return PluginUnavailable(
+        f"plugin {name!r} ({entry_point.value}) failed to load: {_describe(error)}; "
+        "check that its distribution and dependencies are installed on this worker "
+        "('jobrunner plugins' shows the error)"
+    )
+
+
+def _load_entry_point(group: str, name: str) -> Any:
+    """Load the first entry point called ``name`` in ``group``, with importlib.metadata alone.
+
+    For publishers, which the worker and each child load once at start:
+    stevedore's entry point cache would import :mod:`hashlib`, and with it
+    OpenSSL's libcrypto (3 MB), into a worker that needs neither.
+
+    Raises:
+        LookupError: no entry point of that name is installed.
+        PluginUnavailable: it is installed but failed to load.
+    """
+    for entry_point in metadata.entry_points(group=group, name=name):
+        try:
+            return entry_point.load()
+        except Exception as exc:
+            raise _unavailable(name, entry_point, exc) from exc
+    raise LookupError(name)
 
 
 class JobTypeRegistry:
@@ -249,6 +278,8 @@ def forget_entry_points() -> None:
     stevedore reads each group's entry points once per process; a plugin
     installed later (or put on ``sys.path`` by a test) is seen only after this.
     """
+    from stevedore import ExtensionManager
+
     ExtensionManager.ENTRY_POINT_CACHE.clear()
 
 
@@ -264,7 +295,7 @@ def load_publisher_class(name: str) -> Any:
         ConfigError: no such publisher, or it failed to load.
     """
     try:
-        obj, _ = _load_named(PUBLISHERS, name)
+        obj = _load_entry_point(PUBLISHERS, name)
     except LookupError:
         known = ", ".join(metadata_names(PUBLISHERS)) or "none"
         raise ConfigError(

@@ -15,12 +15,12 @@ release and bury must go through the same :class:`Connection`.
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 import random
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -70,6 +70,24 @@ def _parse_stats(body: bytes) -> dict[str, Any]:
     return stats
 
 
+def _builtin_sha256() -> Callable[[bytes], Any]:
+    # CPython's own SHA-256 (module _sha2 from 3.12, _sha256 before): hashlib
+    # would load OpenSSL's libcrypto (3 MB of the worker's memory) for this one
+    # hash per job. The digest is the same.
+    for module in ("_sha2", "_sha256"):
+        try:
+            sha256: Callable[[bytes], Any] = importlib.import_module(module).sha256
+        except (ImportError, AttributeError):
+            continue
+        return sha256
+    import hashlib  # pragma: no cover - another interpreter
+
+    return hashlib.sha256  # pragma: no cover
+
+
+_sha256 = _builtin_sha256()
+
+
 def cancel_tube(job_id: str) -> str:
     """The tube holding the cancellation marker of a job.
 
@@ -77,7 +95,7 @@ def cancel_tube(job_id: str) -> str:
     name carries a hash of the id: the client and every worker derive the
     same name from the id alone.
     """
-    return CANCEL_TUBE_PREFIX + hashlib.sha256(job_id.encode()).hexdigest()[:40]
+    return CANCEL_TUBE_PREFIX + str(_sha256(job_id.encode()).hexdigest())[:40]
 
 
 class PutManyError(QueueError):

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 
 from jobrunner._log import get_logger
 from jobrunner._worker import protocol, tree
-from jobrunner._worker.protocol import Finished, Replicate, RunJob
+from jobrunner._worker.protocol import Finished, Publishing, Replicate, RunJob
 from jobrunner.config import Config
 
 __all__ = ["ChildDied", "ChildHandle", "describe_exit", "sweep_strays"]
@@ -142,8 +142,10 @@ class ChildHandle:
         except OSError as exc:
             raise ChildDied(self._death(f"pipe closed: {exc}")) from None
 
-    def wait(self, timeout: float) -> Finished | None:
+    def wait(self, timeout: float) -> Finished | Publishing | None:
         """Wait up to ``timeout`` seconds for the end of the job; ``None`` if not yet.
+
+        :class:`Publishing` comes first when the job type returned a result.
 
         Raises:
             ChildDied: the child exited or was killed.
@@ -154,6 +156,8 @@ class ChildHandle:
             if isinstance(message, Replicate):
                 self._replicate(message.paths, message.final)
                 continue
+            if isinstance(message, Publishing):
+                return message
             if isinstance(message, Finished):
                 self.rss = message.rss
                 self.jobs_done += 1

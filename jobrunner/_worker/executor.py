@@ -27,7 +27,7 @@ from jobrunner import codec
 from jobrunner._log import get_logger, job_context
 from jobrunner._worker.documents import ResultBuilder, error_of, publish_document
 from jobrunner._worker.progress import ProgressReporter, Scheduler
-from jobrunner._worker.protocol import Finished, Replicate, RunJob
+from jobrunner._worker.protocol import Finished, Publishing, Replicate, RunJob
 from jobrunner._worker.slate import Slate
 from jobrunner.config import Config
 from jobrunner.context import Context
@@ -39,14 +39,32 @@ from jobrunner.publish.base import PublisherChain, build_publishers
 __all__ = ["JobExecutor"]
 
 log = get_logger(__name__)
+_PUBLISHING = Publishing()
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return 0
+class _Rss:
+    """This process's resident memory, read from a kept-open ``/proc/self/statm``."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # pragma: no cover - not Linux
+            self._fd = None
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def bytes(self) -> int:
+        """Resident bytes now (0 where unknown)."""
+        if self._fd is None:  # pragma: no cover - not Linux
+            return 0
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
+        except (OSError, ValueError, IndexError):  # pragma: no cover
+            return 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class JobExecutor:
@@ -57,7 +75,7 @@ class JobExecutor:
         config: Config,
         *,
         publishers: PublisherChain | None = None,
-        notify: Callable[[Replicate], None] | None = None,
+        notify: Callable[[Replicate | Publishing], None] | None = None,
         slate: Slate | None = None,
     ) -> None:
         from jobrunner.fetch import Fetcher  # imported here: httpx is a child-only cost
@@ -70,6 +88,7 @@ class JobExecutor:
         self._notify = notify
         self._slate = slate
         self._written: list[str] = []  # final documents to replicate, sent with Finished
+        self._rss = _Rss()
         for publisher in self.publishers.publishers:
             # Replication (rsync) outlives this process: the worker pushes what we wrote.
             forward_to = getattr(publisher, "forward_to", None)
@@ -86,6 +105,7 @@ class JobExecutor:
         """Release the HTTP connections and publishers."""
         self.fetcher.close()
         self.publishers.close()
+        self._rss.close()
 
     def execute(self, request: RunJob) -> Finished:
         """Run one job and publish its ``done`` document; never raises for a job's failure."""
@@ -133,7 +153,7 @@ class JobExecutor:
             provenance=builder.provenance,
             fetch_s=timings.get("fetch_s"),
             run_s=timings.get("run_s"),
-            rss=_rss_bytes(),
+            rss=self._rss.bytes(),
         )
 
     # -- the steps ---------------------------------------------------------
@@ -186,6 +206,8 @@ class JobExecutor:
                 timings["run_s"] = round(time.perf_counter() - t_fetched, 4)
         finally:
             progress.close()
+        if self._notify is not None:
+            self._notify(_PUBLISHING)  # the worker takes its next job meanwhile
         publish_document(
             self.publishers, job.result, builder.done(data), self.config.max_result_bytes
         )

@@ -73,6 +73,7 @@ class Worker:
             servers_up=self.servers_reachable,
             queue=self._queue_depth if config.metrics_queue else None,
             children=self._child_pids,
+            export=config.metrics_port is not None,
         )
         # Connections of the metrics scraper's own (reservations stay with the slots).
         self._probes = [Connection(address) for address in config.beanstalk]

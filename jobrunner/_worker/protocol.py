@@ -7,6 +7,7 @@ Shared by both sides. One typed message per purpose and direction::
                      (empty frame)          exit after the current job
     child → worker   Ready(pid)             once, after Start: plugins and publishers built
                      Replicate(paths)       documents written while a job runs, for the peers
+                     Publishing()           the result is computed; ``done`` is being published
                      Finished(...)          the job's end: done, or the failure it met
 
 Framing: each message is one length-prefixed frame
@@ -32,6 +33,7 @@ __all__ = [
     "Action",
     "Finished",
     "Message",
+    "Publishing",
     "Ready",
     "Replicate",
     "RunJob",
@@ -86,6 +88,15 @@ class Replicate:
     final: bool
 
 
+@attrs.frozen
+class Publishing:
+    """The job type has returned; the child now publishes the ``done`` document.
+
+    The worker takes its next job meanwhile (what remains of this one is
+    bounded I/O, not computation).
+    """
+
+
 @attrs.frozen(kw_only=True)
 class Finished:
     """The end of one job in the child.
@@ -114,7 +125,7 @@ class Finished:
     replicate: tuple[str, ...] = ()
 
 
-Message = Start | RunJob | Ready | Replicate | Finished
+Message = Start | RunJob | Ready | Replicate | Publishing | Finished
 
 
 def send(conn: Connection, message: Message) -> None:

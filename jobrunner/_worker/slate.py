@@ -99,7 +99,7 @@ class Slate:
         self._devnull = os.open(os.devnull, os.O_RDONLY)
         self._outputs = [_Output("stdout"), _Output("stderr")]
         self._cwd = os.getcwd()
-        self._environ = dict(os.environ)
+        self._environ = _environ_snapshot()
         self._streams: tuple[Any, Any, Any] = (None, None, None)
 
     def start(self) -> None:
@@ -137,10 +137,23 @@ class Slate:
         self._restore_fds()
         if not _cwd_ok() or os.getcwd() != self._cwd:
             os.chdir(self._cwd)
-        if os.environ != self._environ:
+        if _environ_snapshot() != self._environ:
             os.environ.clear()
-            os.environ.update(self._environ)
+            os.environ.update(
+                (os.fsdecode(key), os.fsdecode(value)) for key, value in self._environ.items()
+            )
         return _end_leftovers()
+
+
+def _environ_snapshot() -> dict[Any, Any]:
+    """The process environment as a plain dict, cheap to take and to compare.
+
+    ``os.environ`` keeps its encoded items in ``_data``; comparing that dict is
+    one C-level comparison instead of decoding every variable in Python (which
+    cost about a tenth of a small job's whole time in the child).
+    """
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
 
 
 def _cwd_ok() -> bool:

@@ -16,6 +16,17 @@ use a fake). For each job the slot:
    :func:`~jobrunner._worker.decide.decide`, publishes the failure document
    the decision names, and ends the lease (delete, release or bury).
 
+**Look-ahead.** When the child reports that a job's result is computed and
+its ``done`` document is being published (:class:`~jobrunner._worker.protocol.Publishing`),
+the slot reserves the next ready job without waiting and takes it (steps 1
+and 2), while the child writes. When the child then reports the end, the
+next job goes to the child at once, and the finished job's queue entry is
+ended while the child already works on the next one: the worker's own
+per-job work is off the child's path. Only a publication is waited out this
+way, never a computation, so a job never waits behind a long one; and at
+most one job per slot is held ahead (touched like the running one, given
+back at a stop).
+
 Killing a job (:meth:`Slot.stop_job`) kills the child's whole process tree.
 A client's cancellation (a marker on the job's server, see
 :meth:`jobrunner.queue.Connection.cancel_requested`) is looked for before the
@@ -26,9 +37,12 @@ and its markers are cleared.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
 
 from jobrunner import codec
 from jobrunner._log import get_logger
@@ -46,7 +60,7 @@ from jobrunner._worker.decide import (
 )
 from jobrunner._worker.documents import ResultBuilder, error_of
 from jobrunner._worker.lease import Lease
-from jobrunner._worker.protocol import Action, Finished, RunJob
+from jobrunner._worker.protocol import Action, Finished, Publishing, RunJob
 from jobrunner.errors import InvalidJob, JobCancelled, JobExpired, JobFailure, QueueError
 from jobrunner.job import Job, utcnow
 from jobrunner.queue import DEFAULT_PRIORITY, Connection, Reserved, cancel_tube
@@ -67,6 +81,11 @@ _CHILD_RESTART_DELAY = 2.0
 _EVENTS = {Action.DELETE: "job_deleted", Action.RELEASE: "job_released", Action.BURY: "job_buried"}
 
 
+def _touch_every(ttr: int) -> float:
+    """Seconds between touches of a reservation with this TTR."""
+    return max(0.5, min(ttr / 2, ttr - 1.5))
+
+
 class Child(Protocol):
     """What a slot needs of its child process."""
 
@@ -84,8 +103,11 @@ class Child(Protocol):
     def run(self, request: RunJob) -> None:
         """Hand it a job (raises ChildDied)."""
 
-    def wait(self, timeout: float) -> Finished | None:
-        """The job's end, or None after ``timeout`` seconds (raises ChildDied)."""
+    def wait(self, timeout: float) -> Finished | Publishing | None:
+        """The job's end, word that it is being published, or None after ``timeout`` s.
+
+        Raises ChildDied.
+        """
 
     def needs_recycling(self) -> str | None:
         """Why it should be replaced before the next job, or None."""
@@ -97,6 +119,30 @@ class Child(Protocol):
         """Ask it to exit; kill it if it does not."""
 
 
+@attrs.define(eq=False)
+class Taken:
+    """A reserved job, its lease taken and its document decoded: ready for a child.
+
+    ``refusal`` is the event that ends it without a child (invalid, expired,
+    cancelled, a result URL no publisher may write), or None. ``handed`` is
+    when it went to the child (monotonic), or None while it waits.
+    """
+
+    lease: Lease
+    job: Job | None
+    invalid: InvalidJob | None
+    refusal: Event | None
+    bound: Any
+    t0: float
+    handed: float | None = None
+    timeout: float = 0.0
+
+    @property
+    def reserved(self) -> Reserved:
+        """The job as reserved."""
+        return self.lease.reserved
+
+
 class Slot(threading.Thread):  # never name a method like a Thread internal (3.13 added _handle)
     """One job at a time: its own queue connections and its own child process."""
 
@@ -105,9 +151,6 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self.node = node
         self.config = node.config
         self.index = index
-        self.busy = False
-        #: The job this slot runs now, for /health (job id, type, tube, since), or None.
-        self.current: dict[str, Any] | None = None
         self.connections = [
             Connection(address, watch=self.config.tube) for address in self.config.beanstalk
         ]
@@ -119,6 +162,32 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self.child_failures = 0  # consecutive failed starts: the health check reads it
         self.metrics = node.metrics
         self._turn = index  # spreads the slots' blocking reserves over the servers
+        self._running: Taken | None = None  # the job in the child
+        self._ahead: Taken | None = None  # taken while the child published the last one
+
+    @property
+    def busy(self) -> bool:
+        """True while a job of this slot is in its child."""
+        return self._running is not None
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        """The job in the child, for /health (job id, type, tube, since), or None."""
+        taken = self._running
+        if taken is None or taken.job is None:
+            return None
+        lease = taken.lease
+        since = utcnow() - dt.timedelta(seconds=time.monotonic() - taken.t0)
+        return {
+            "slot": self.index,
+            "job_id": taken.job.id,
+            "type": taken.job.type,
+            "tube": lease.tube,
+            "server": lease.reserved.server,
+            "beanstalk_id": lease.id,
+            "attempt": lease.attempt,
+            "since": codec.format_time(since),
+        }
 
     def run(self) -> None:
         """Reserve and run jobs until the worker stops."""
@@ -130,6 +199,9 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                     # A bug here must not silently cost the worker a slot.
                     log.exception("slot_error", slot=self.index)
                     self.node.stopping.wait(1.0)
+            # A job taken ahead: watched to its end when in the child, else given back.
+            if self._ahead is not None:
+                self._handle_taken(self._ahead)
         finally:
             self.child.stop()
             for conn in self.connections:
@@ -137,21 +209,36 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             log.debug("slot_stopped", slot=self.index)
 
     def step(self) -> None:
-        """Make sure the child runs, reserve one job (waiting briefly) and handle it."""
-        if not self._ensure_child():
+        """Make sure the child runs, take one job (reserving briefly) and handle it."""
+        taken = self._ahead
+        if (taken is None or taken.handed is None) and not self._ensure_child():
             return
-        found = self._reserve()
-        if found is None:
-            return
-        self.busy = True
+        if taken is None:
+            found = self._reserve()
+            if found is None:
+                return
+            taken = self._take_safely(*found)
+            if taken is None:
+                return
+        self._handle_taken(taken)
+
+    def _take_safely(self, reserved: Reserved, conn: Connection) -> Taken | None:
+        try:
+            return self._take(reserved, conn)
+        except Exception:
+            self._bury_unhandled(reserved, conn)
+            return None
+
+    def _handle_taken(self, taken: Taken) -> None:
+        self._ahead = None
         self.metrics.job_started()
         try:
-            self._handle_job(*found)
+            self._handle_job(taken)
         except Exception:
-            self._bury_unhandled(*found)
+            self._bury_unhandled(taken.reserved, taken.lease.conn)
         finally:
-            self.busy = False
-            self.current = None
+            if self._running is taken:
+                self._running = None
             self.metrics.job_ended()
 
     def _bury_unhandled(self, reserved: Reserved, conn: Connection) -> None:
@@ -194,7 +281,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
 
     # -- queue ---------------------------------------------------------------
 
-    def _reserve(self) -> tuple[Reserved, Connection] | None:
+    def _reserve(self, wait: int = 1) -> tuple[Reserved, Connection] | None:
         conns = self.connections
         if len(conns) == 1:
             order = conns
@@ -211,16 +298,18 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                     return job, conn
         conn = order[0]
         try:
-            job = conn.reserve(timeout=1)
+            job = conn.reserve(timeout=wait)
         except QueueError:
-            if all(c.down for c in conns):
+            if wait and all(c.down for c in conns):
                 self.node.stopping.wait(0.5)
             return None
         return (job, conn) if job is not None else None
 
-    # -- one job ---------------------------------------------------------------
+    def _take(self, reserved: Reserved, conn: Connection) -> Taken | None:
+        """Decode the job (once, here), take its lease and look for a reason not to run it.
 
-    def _handle_job(self, reserved: Reserved, conn: Connection) -> None:
+        None when the connection broke after the reserve (beanstalkd gave the job back).
+        """
         t0 = time.monotonic()
         job: Job | None = None
         invalid: InvalidJob | None = None
@@ -233,9 +322,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             # client asked to cancel it?
             lease = Lease.take(conn, reserved, cancel=cancel_tube(job.id) if job else None)
         except QueueError as exc:
-            # Only a broken connection gets here, and beanstalkd gave the job back with it.
             log.warning("job_reservation_lost", beanstalk_id=reserved.id, error=str(exc))
-            return
+            return None
         bound = log.bind(
             beanstalk_id=reserved.id,
             server=reserved.server,
@@ -243,27 +331,52 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             attempt=lease.attempt,
             slot=self.index,
         )
+        refusal: Event | None = None
+        if invalid is not None:
+            refusal = Failed(error_of(invalid))
+        elif job is not None:
+            bound = bound.bind(job_id=job.id, job_type=job.type)
+            refusal = self._refusal(job, lease)
+        return Taken(lease=lease, job=job, invalid=invalid, refusal=refusal, bound=bound, t0=t0)
+
+    def _refusal(self, job: Job, lease: Lease) -> Event | None:
+        """Why the job ends without a child (cancelled, expired, result URL refused), or None."""
+        if lease.cancel_requested:
+            return Failed(error_of(JobCancelled("cancelled by a client before it ran")))
+        if job.expires is not None and job.expires <= utcnow():
+            expired = JobExpired(
+                f"the job expired at {codec.format_time(job.expires)} "
+                "before a worker reserved it; it was not run"
+            )
+            return Failed(error_of(expired))
+        try:
+            self.node.publishers.check(job.result)
+        except JobFailure as refused:
+            return Failed(error_of(refused))
+        return None
+
+    def _take_ahead(self) -> None:
+        """Reserve and take the next ready job, without waiting, while the child publishes."""
+        if self._ahead is not None or self.node.stopping.is_set():
+            return
+        found = self._reserve(wait=0)
+        if found is not None:
+            self._ahead = self._take_safely(*found)
+
+    # -- one job ---------------------------------------------------------------
+
+    def _handle_job(self, taken: Taken) -> None:
+        job, lease, bound = taken.job, taken.lease, taken.bound
         finished: Finished | None = None
         event: Event
-        if self.node.stopping.is_set():
-            # The reserve was already under way when the stop signal came: give it back.
+        if taken.handed is None and self.node.stopping.is_set():
+            # Taken while the stop signal came: give it back.
             event = Interrupted("shutdown")
+        elif taken.refusal is not None:
+            event = taken.refusal
         else:
-            if invalid is not None:
-                event = Failed(error_of(invalid))
-            elif job is not None:
-                bound = bound.bind(job_id=job.id, job_type=job.type)
-                self.current = {
-                    "slot": self.index,
-                    "job_id": job.id,
-                    "type": job.type,
-                    "tube": lease.tube,
-                    "server": reserved.server,
-                    "beanstalk_id": reserved.id,
-                    "attempt": lease.attempt,
-                    "since": codec.format_time(utcnow()),
-                }
-                event, finished = self._run(job, lease, t0, bound)
+            assert job is not None
+            event, finished = self._run(taken)
         max_attempts = (job.max_attempts if job else None) or self.config.max_attempts
         retries = Retries(
             max_attempts=max_attempts, base=self.config.retry_base, maximum=self.config.retry_max
@@ -271,52 +384,70 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         stopping = isinstance(event, Crashed) and self._stopping_soon()
         decision = decide(event, attempt=lease.attempt, retries=retries, stopping=stopping)
         if decision.failure is not None or decision.note is not None:
-            decision = self._publish(decision, job, invalid, lease, finished, bound)
-        self._end(lease, decision, job.type if job else None, finished, t0, bound)
+            decision = self._publish(decision, job, taken.invalid, lease, finished, bound)
+        self._end(lease, decision, job.type if job else None, finished, taken.t0, bound)
         if job is not None and decision.code == JobCancelled.code:
             self._clear_cancel(lease, job.id, bound)
 
-    def _run(self, job: Job, lease: Lease, t0: float, bound: Any) -> tuple[Event, Finished | None]:
-        """Run the job in the child; the event that ended it, and the child's report."""
-        if lease.cancel_requested:
-            return Failed(error_of(JobCancelled("cancelled by a client before it ran"))), None
-        if job.expires is not None and job.expires <= utcnow():
-            expired = JobExpired(
-                f"the job expired at {codec.format_time(job.expires)} "
-                "before a worker reserved it; it was not run"
-            )
-            return Failed(error_of(expired)), None
-        try:
-            self.node.publishers.check(job.result)
-        except JobFailure as refused:
-            return Failed(error_of(refused)), None
-        timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
-        bound.debug("job_reserved", ttr=lease.ttr, timeout=timeout, pid=self.child.pid)
+    def _hand(self, taken: Taken) -> None:
+        """Give a taken job to the child (raises ChildDied)."""
+        assert taken.job is not None
+        job, lease = taken.job, taken.lease
+        taken.timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
+        taken.bound.debug("job_reserved", ttr=lease.ttr, timeout=taken.timeout, pid=self.child.pid)
         request = RunJob(job=job, attempt=lease.attempt, tube=lease.tube, beanstalk_id=lease.id)
+        self.child.run(request)
+        taken.handed = time.monotonic()
+        self._running = taken
+
+    def _run(self, taken: Taken) -> tuple[Event, Finished | None]:
+        """Run the job in the child; the event that ended it, and the child's report."""
+        bound = taken.bound
+        if taken.handed is None:
+            try:
+                self._hand(taken)
+            except ChildDied as exc:
+                # The job never reached the child (it died while idle): not the job's fault.
+                bound.warning("child_lost", error=str(exc))
+                self.child.kill()
+                self.metrics.child_restarted("lost")
+                return Interrupted("child_lost"), None
         try:
-            self.child.run(request)
-        except ChildDied as exc:
-            # The job never reached the child (it died while idle): not the job's fault.
-            bound.warning("child_lost", error=str(exc))
-            self.child.kill()
-            self.metrics.child_restarted("lost")
-            return Interrupted("child_lost"), None
-        try:
-            ended = self._watch(lease, t0, timeout, bound, job.id)
+            ended = self._watch(taken)
         except ChildDied as exc:
             self.stop_job()
             self.metrics.child_restarted("crash")
             return Crashed(str(exc)), None
         if isinstance(ended, Finished):
+            self._hand_ahead()
             if ended.error is None:
                 return Done(), ended
             return Failed(ended.error, ended.retry_delay), ended
         if isinstance(ended, TimedOut):
             # Stop the child first, so it cannot publish over the failed document.
             self.stop_job()
-            bound.warning("job_timeout", timeout=timeout)
+            bound.warning("job_timeout", timeout=taken.timeout)
             self.metrics.child_restarted("timeout")
         return ended, None
+
+    def _hand_ahead(self) -> None:
+        """The child is free: give it the job taken ahead, before this one's queue entry ends."""
+        ahead = self._ahead
+        if (
+            ahead is None
+            or ahead.refusal is not None
+            or self.node.stopping.is_set()
+            or not self.child.alive
+            or self.child.needs_recycling() is not None
+        ):
+            return
+        try:
+            self._hand(ahead)
+        except ChildDied as exc:
+            # Not handed: the next step starts a child and hands it then.
+            ahead.bound.warning("child_lost", error=str(exc))
+            self.child.kill()
+            self.metrics.child_restarted("lost")
 
     def stop_job(self) -> None:
         """Stop the job running now: kill the child and everything the job started.
@@ -342,15 +473,14 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         """True when the worker is stopping, or starts to within ``wait`` seconds."""
         return self.node.stopping.wait(wait)
 
-    def _watch(
-        self, lease: Lease, t0: float, timeout: float, bound: Any, job_id: str
-    ) -> Finished | Event:
+    def _watch(self, taken: Taken) -> Finished | Event:
         """Wait for the job's end, touching the reservation and enforcing limits.
 
         Returns the child's :class:`Finished`, :class:`TimedOut` past the deadline,
         :class:`Interrupted` when the worker is stopping and the job must be
         given back, or a ``cancelled`` :class:`Failed` when a client cancelled
-        it (the child is killed in these two cases).
+        it (the child is killed in these two cases). When the child reports
+        that it publishes, the next job is taken ahead.
 
         Raises:
             ChildDied: the child exited or was killed while running the job.
@@ -359,10 +489,12 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         # DEADLINE_SOON warning only comes as the answer to a reserve on the connection
         # holding the job, and this connection reserves nothing while the job runs, so
         # the schedule itself must keep well ahead of the deadline.
-        deadline = t0 + timeout
-        ttr = lease.ttr
-        touch_every = max(0.5, min(ttr / 2, ttr - 1.5))
-        next_touch = time.monotonic() + touch_every
+        lease, bound, timeout = taken.lease, taken.bound, taken.timeout
+        job_id = taken.job.id if taken.job is not None else ""
+        assert taken.handed is not None
+        deadline = taken.handed + timeout
+        touch_every = _touch_every(lease.ttr)
+        next_touch = taken.t0 + touch_every
         next_cancel_check = time.monotonic() + _CANCEL_CHECK
         reservation_lost = False
         node = self.node
@@ -370,8 +502,14 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             now = time.monotonic()
             wake = min(next_touch, deadline, now + _POLL)
             finished = self.child.wait(wake - now)
-            if finished is not None:
+            if isinstance(finished, Finished):
                 return finished
+            if isinstance(finished, Publishing):
+                self._take_ahead()
+                if self._ahead is not None:
+                    touch_every = min(touch_every, _touch_every(self._ahead.lease.ttr))
+                    next_touch = min(next_touch, time.monotonic() + touch_every)
+                continue
             now = time.monotonic()
             if now >= deadline:
                 return TimedOut(timeout)
@@ -388,8 +526,12 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                     self.metrics.child_restarted("cancelled")
                     stopped = JobCancelled("cancelled by a client while it ran; it was stopped")
                     return Failed(error_of(stopped))
-            if now >= next_touch and not reservation_lost:
+            if now >= next_touch:
                 next_touch = now + touch_every
+                if self._ahead is not None:
+                    self._ahead.lease.touch()  # lost: it is handed out again, and runs there
+                if reservation_lost:
+                    continue
                 if lease.touch():
                     bound.debug("job_touched")
                 else:
@@ -459,9 +601,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         if decision.action is Action.RELEASE:
             fields["delay"] = decision.delay
         # A delete also reserves this connection's next job (one round trip for both).
-        if not lease.end(
-            decision.action, decision.delay, reserve_next=not self.node.stopping.is_set()
-        ):
+        reserve_next = self._ahead is None and not self.node.stopping.is_set()
+        if not lease.end(decision.action, decision.delay, reserve_next=reserve_next):
             bound.warning("job_ack_lost", action=decision.action.value, error=lease.error, **fields)
             return
         duration = time.monotonic() - t0

@@ -101,3 +101,15 @@ def test_stats_of_a_job_and_a_tube_in_one_round_trip(beanstalkd: Beanstalkd) -> 
         assert conn.stats_job(job_id)["pri"] == 7
     finally:
         conn.close()
+
+
+def test_cancel_tube_name_is_the_sha256_of_the_job_id() -> None:
+    """A job's cancellation tube is the prefix plus 40 hex digits of SHA-256 of its id,
+    the name every client and worker derives on its own."""
+    import hashlib
+
+    from jobrunner.queue import CANCEL_TUBE_PREFIX, cancel_tube
+
+    for job_id in ("a:b@c", "ü-1", "x" * 300):
+        digest = hashlib.sha256(job_id.encode()).hexdigest()[:40]
+        assert cancel_tube(job_id) == CANCEL_TUBE_PREFIX + digest

@@ -12,7 +12,7 @@ import pytest
 
 from jobrunner._worker.child_handle import ChildDied
 from jobrunner._worker.node import Worker
-from jobrunner._worker.protocol import Finished, RunJob
+from jobrunner._worker.protocol import Finished, Publishing, RunJob
 from jobrunner._worker.slot import Slot
 from jobrunner.config import load_config
 from jobrunner.job import ErrorInfo
@@ -28,8 +28,10 @@ Script = Callable[[RunJob], "Finished | str"]
 class FakeChild:
     """A child that answers from a script, in this process; counts kills."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, publishing: bool = False) -> None:
         self.script = script
+        self.publishing = publishing  # say Publishing before a done Finished, as a child does
+        self._said_publishing = False
         self.requests: list[RunJob] = []
         self.kills = 0
         self._alive = False
@@ -53,12 +55,16 @@ class FakeChild:
             raise ChildDied("pipe closed")
         self.requests.append(request)
         self._answer = answer
+        self._said_publishing = False
 
-    def wait(self, timeout: float) -> Finished | None:
+    def wait(self, timeout: float) -> Finished | Publishing | None:
         if self._answer == "die":
             self._alive = False
             raise ChildDied("child process 4242 died: signal SIGSEGV (11)")
         if isinstance(self._answer, Finished):
+            if self.publishing and self._answer.error is None and not self._said_publishing:
+                self._said_publishing = True
+                return Publishing()
             return self._answer
         time.sleep(min(timeout, 0.05))  # "hang"
         return None
@@ -93,8 +99,8 @@ def node(beanstalkd: Beanstalkd, tmp_path: Path) -> Iterator[Worker]:
     worker.publishers.close()
 
 
-def _slot(node: Worker, script: Script) -> tuple[Slot, FakeChild]:
-    child = FakeChild(script)
+def _slot(node: Worker, script: Script, publishing: bool = False) -> tuple[Slot, FakeChild]:
+    child = FakeChild(script, publishing)
     return Slot(node, 0, child=child), child
 
 
@@ -223,7 +229,7 @@ def test_grace_over_gives_the_running_job_back(node: Worker, beanstalkd: Beansta
     slot.child.start()
     found = slot._reserve()
     assert found is not None
-    slot._handle_job(*found)
+    slot._handle_job(slot._take(*found))
     assert beanstalkd.tube_stats()["current-jobs-ready"] == 1
     # Reserved while stopping: given back untouched, the child never got it.
     assert child.requests == [] and child.kills == 0
@@ -232,7 +238,7 @@ def test_grace_over_gives_the_running_job_back(node: Worker, beanstalkd: Beansta
     put_raw(beanstalkd.port, job_body("echo", BASE + "g.json", IN, job_id="g2"))
     found = slot._reserve()
     assert found is not None
-    slot._handle_job(*found)
+    slot._handle_job(slot._take(*found))
     assert child.kills == 1 and len(child.requests) == 1
 
 
@@ -251,3 +257,66 @@ def test_a_bug_while_handling_buries_the_job_instead_of_leaving_it_reserved(
     _step_until_taken(slot, beanstalkd)
     assert beanstalkd.tube_stats().get("current-jobs-buried") == 1
     assert _counted(node, "internal_error", "other") == 1
+
+
+def test_the_next_job_is_taken_while_the_child_publishes_and_handed_at_once(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """When the child says it publishes, the slot takes the next ready job; at the first
+    job's end that job goes to the child before the first one's queue entry is ended, and
+    it is held (reserved) meanwhile, never released."""
+    slot, child = _slot(node, lambda request: Finished(), publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    slot.step()  # runs "one"; takes "two" ahead and hands it over at "one"'s end
+    assert [r.job.id for r in child.requests] == ["one", "two"]
+    stats = beanstalkd.tube_stats()
+    assert stats["current-jobs-reserved"] == 1 and stats.get("current-jobs-ready", 0) == 0
+    assert slot.busy and slot.current is not None and slot.current["job_id"] == "two"
+    slot.step()  # watches "two" to its end
+    stats = beanstalkd.tube_stats()
+    assert stats.get("current-jobs-reserved", 0) == 0 and stats["cmd-delete"] == 2
+    assert [r.attempt for r in child.requests] == [1, 1]  # nothing given back and taken again
+    assert _counted(node, "done") == 2 and not slot.busy
+
+
+def test_a_job_taken_ahead_is_given_back_when_the_worker_stops(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """A job taken ahead while the stop signal comes is released at once, untouched by the
+    child, and counts no failure."""
+    slot, child = _slot(node, lambda request: Finished(), publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    original = slot._take_ahead
+
+    def take_then_stop() -> None:
+        original()
+        node.stop_deadline = time.monotonic() + 30
+        node.stopping.set()
+
+    slot._take_ahead = take_then_stop  # type: ignore[method-assign]
+    slot.step()
+    assert [r.job.id for r in child.requests] == ["one"]
+    assert slot._ahead is not None and slot._ahead.handed is None
+    slot.run()  # stopping: the job ahead is given back, the slot ends
+    stats = beanstalkd.tube_stats()
+    assert stats["current-jobs-ready"] == 1 and stats.get("current-jobs-reserved", 0) == 0
+    assert _counted(node, "done") == 1 and _counted(node, "released") == 1
+
+
+def test_no_job_is_taken_ahead_of_a_failure_or_without_the_publishing_word(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """A child that fails a job (it never says it publishes) keeps the plain order: the next
+    job is reserved only after the failed one's queue entry ended."""
+    error = ErrorInfo(code="plugin_error", message="boom", retryable=False)
+    slot, child = _slot(node, lambda request: Finished(error=error), publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    slot.step()
+    assert [r.job.id for r in child.requests] == ["one"] and not slot.busy
+    assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
