@@ -1,6 +1,7 @@
 """Real public electricity load series shipped inside PyPI packages (nothing is downloaded).
 
-Used by ``bench/forecast_accuracy.py`` and the prediction plugin's real-data tests.
+Used by ``bench/forecast_accuracy.py``; the prediction plugin's real-data tests read the first two
+from the same packages.
 
 =================  ==================================================  =====================
 series             what                                                package (file)

@@ -297,8 +297,24 @@ def _silence_stdout() -> None:
 # -- commands ------------------------------------------------------------------
 
 
+def _require(*modules: str) -> None:
+    """Raise :class:`ModuleNotFoundError` for the first of ``modules`` not installed.
+
+    Checked without importing them: the worker imports some only when a job
+    needs them (stevedore, at the first job of a type) or a setting asks for
+    them (prometheus_client, for ``--metrics-port``), and a missing extra
+    must show at start, not in a job.
+    """
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 def cmd_work(args: argparse.Namespace) -> int:
     """``jobrunner work``: run the worker until SIGTERM/SIGINT."""
+    _require("stevedore", "prometheus_client", "httpx")  # the 'worker' extra
     config = _config(args)
     configure_logging(config.log_level, format=config.log_format)
     # Start-up checks: what would otherwise fail every job, or the worker later.

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import mimetypes
 import os
 import socket
 import stat
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from jobrunner import __version__, _http1
+from jobrunner._log import get_logger
 from jobrunner.codec import loads_strict
 from jobrunner.config import Config
 from jobrunner.errors import (
@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["FetchedInput", "Fetcher", "is_json_type"]
+
+log = get_logger(__name__)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _RETRYABLE_4XX = (408, 429)  # "request timeout" and "too many requests": try again later
@@ -350,6 +352,7 @@ class Fetcher:
                 )
                 try:
                     status = answer.status
+                    log.debug("input_answer", url=current, status=status)
                     location = answer.headers.get("location")
                     if status in _REDIRECTS and location:
                         self._drain(answer, deadline)
@@ -515,6 +518,8 @@ class Fetcher:
                 raise InputFailed(f"input {url}: cannot read {path}: {exc.strerror}") from None
         if len(body) > limit:
             raise self._too_large(url, f"the file has more than {limit} bytes")
+        import mimetypes  # file: inputs only
+
         content_type, _ = mimetypes.guess_type(Path(path).name)
         return _decoded(
             url,

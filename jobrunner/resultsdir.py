@@ -444,7 +444,8 @@ class ResultsDir:
     def mark_final(self, rel: str) -> None:
         """Create the empty final marker of ``rel`` (after its final document is in place).
 
-        One open and close when the marker's directory exists already.
+        One open and close when the marker's directory exists already; a
+        symlink standing at the marker's place is not followed (an error).
 
         Raises:
             OSError: the marker cannot be created.

@@ -124,7 +124,8 @@ def test_log_format_console_flag(beanstalkd: Beanstalkd, lab: Lab) -> None:
 def test_a_successful_job_logs_one_event_at_info(
     beanstalkd: Beanstalkd, lab: Lab, inputs_server: ResultsServer
 ) -> None:
-    """At info a successful job logs one line (job_deleted) in all; debug shows each step."""
+    """At info a successful job logs one line (job_deleted) in all; debug shows each step,
+    the input server's answer included."""
     input_url = inputs_server.base_url + "in.json"
     for level in ("info", "debug"):
         worker = lab.worker(beanstalkd.address, env={"JOBRUNNER_LOG_LEVEL": level})
@@ -144,3 +145,4 @@ def test_a_successful_job_logs_one_event_at_info(
         else:
             steps = {e["event"] for e in mine if e["level"] == "debug"}
             assert {"job_reserved", "job_started", "job_fetched", "job_published"} <= steps
+            assert ("input_answer", 200) in {(e["event"], e.get("status")) for e in mine}

@@ -477,3 +477,26 @@ def test_the_quick_url_path_agrees_with_the_full_parse(base: str, tail: str) -> 
         except ResultRefused:
             got = None
         assert got == expected, candidate
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "n" * 250 + ".json",  # 255 bytes: the longest name; the temp file's name does not grow
+        "~x/y@z+w=v,u-t.json",
+        "x.json.",
+        "a..b/c..json",
+        "/".join(["d"] * 100) + "/deep.json",
+    ],
+)
+def test_odd_but_valid_result_names_are_written_where_they_say(tmp_path: Path, rel: str) -> None:
+    """Unusual result names the rules allow (the longest name, every allowed punctuation
+    mark, trailing and doubled dots, deep paths) are published at exactly that path, with
+    their final marker, and leave no temp file."""
+    config = load_config(env={}, flags={"results_dir": str(tmp_path), "base_url": BASE})
+    publisher = FilePublisher(config)
+    publisher.check(BASE + rel)
+    publisher.publish(BASE + rel, b'{"v":1}')
+    assert (tmp_path / rel).read_bytes() == b'{"v":1}'
+    assert (tmp_path / ".final" / rel).is_file()
+    assert [p for p in tmp_path.rglob(".*") if p.name != ".final"] == []

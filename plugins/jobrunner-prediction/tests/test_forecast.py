@@ -58,20 +58,38 @@ def test_backtest_paths_use_only_data_before_their_origin(synthetic_load: Any) -
 
 
 def test_auto_combines_the_back_tested_methods(synthetic_load: Any) -> None:
-    """auto scores every method on the same origins and returns their weighted mean."""
+    """auto scores every method on the same origins and returns their per-step weighted mean."""
     y = synthetic_load(42)
     result, used, scores = predict(y, 48, 48)
     assert {score.method for score in scores} == set(METHODS)
     assert all(score.origins == BACKTEST_DAYS and score.steps == 48 for score in scores)
     assert sum(result.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(sum(result.step_weights.values()), np.ones(48))
+    assert set(result.step_weights) == set(result.weights)
     best = min(scores, key=lambda score: score.mse)
     assert best.method in result.weights
     assert used is not None and used.origins == BACKTEST_DAYS
     singles = {m: predict(y, 48, 48, m)[0].mean for m in result.weights}
-    combined = sum(w * singles[m] for m, w in result.weights.items())
-    np.testing.assert_allclose(result.mean, combined, rtol=1e-3)
+    combined = sum(w * singles[m] for m, w in result.step_weights.items())
+    np.testing.assert_allclose(result.mean, combined, rtol=1e-9)
     if len(result.weights) > 1:
         assert result.method == "auto" and set(result.fitted) == set(result.weights)
+
+
+def test_combination_weights_follow_each_methods_error_at_each_lead_time() -> None:
+    """A method best at the first leads and another best at the last share the horizon."""
+    rng = np.random.default_rng(5)
+    ramp = np.linspace(0.2, 2.0, 48)
+    errors = {
+        "early": rng.normal(size=(21, 48)) * ramp,  # good at first, poor later
+        "late": rng.normal(size=(21, 48)) * ramp[::-1],
+        "poor": rng.normal(size=(21, 48)) * 3.0,  # never within the cut-off
+    }
+    weights = forecast_module._lead_weights(errors, width=2)
+    assert set(weights) == {"early", "late"}
+    np.testing.assert_allclose(weights["early"] + weights["late"], np.ones(48))
+    assert weights["early"][:8].min() == 1.0 and weights["late"][-8:].min() == 1.0
+    assert 0.3 < weights["early"][24] < 0.7
 
 
 def test_combination_gives_no_weight_to_a_method_far_behind() -> None:

@@ -139,10 +139,14 @@ def test_cleaning_and_the_chosen_method_are_logged(
 def test_result_names_the_combined_methods_weights_and_scores(
     load_pairs: list[list[float]], run_prediction: Any
 ) -> None:
-    """auto's result lists each method used with its weight and back-test, weights summing to 1."""
+    """auto's result lists each method used with its weights (mean and per step) and back-test."""
     data = run_prediction(load_pairs, {"horizon": "1d"}).data
     combination = data["combination"]
     assert combination and sum(item["weight"] for item in combination) == pytest.approx(1, abs=1e-3)
+    by_step = np.array([item["weight_by_step"] for item in combination])
+    assert by_step.shape == (len(combination), len(data["forecast"]))
+    np.testing.assert_allclose(by_step.sum(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(by_step.mean(axis=1), [i["weight"] for i in combination], atol=1e-3)
     for item in combination:
         assert item["method"] in METHODS
         assert item["backtest"]["method"] == item["method"]

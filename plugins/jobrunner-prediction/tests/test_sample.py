@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
 from jobrunner_prediction import sample
 
-pytest.importorskip("pmdarima.datasets", reason="needs the realdata extra (pmdarima)")
-
 pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(autouse=True)
+def _pmdarima(require_data: Callable[[str], ModuleType]) -> None:
+    """The sample reads pmdarima's copy of the data (the realdata extra)."""
+    require_data("pmdarima.datasets")
 
 
 def test_sample_is_a_valid_prediction_input(capsys: pytest.CaptureFixture[str]) -> None:

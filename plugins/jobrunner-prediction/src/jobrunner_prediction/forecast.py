@@ -6,11 +6,15 @@ How ``auto`` works (and how any single method is scored):
    as the request (the end of the input), one a day for up to
    :data:`BACKTEST_DAYS` days back, each forecasting the requested horizon
    from the data before it. Errors are measured over that horizon.
-2. **Combine.** Every method the input is long enough for is back-tested on
-   the same origins; the forecast is their weighted mean, weights inversely
-   proportional to each method's back-test mean squared error (methods
-   much worse than the best get none). Combining diverse methods is more
-   accurate and more stable from day to day than picking one winner.
+2. **Combine, lead time by lead time.** Every method the input is long
+   enough for is back-tested on the same origins; the forecast is their
+   weighted mean, with weights for each step of the horizon inversely
+   proportional to each method's back-test mean squared error at that lead
+   time (smoothed over an hour either side; methods much worse than the best
+   at that lead get none). Methods differ most by lead time: one that
+   follows the last hours closely wins the first hours and may lose the
+   evening. Combining diverse methods is more accurate and more stable from
+   day to day than picking one winner.
 3. **Honest intervals.** The interval comes from the back-test errors of
    what is returned (the combination, or the method asked for): their spread
    at each lead time, scaled so that the requested share of the back-test
@@ -68,8 +72,11 @@ FIT_WEEKS = 12
 FIT_MAX_POINTS = 50_000
 #: Holt-Winters' parameters are fitted on this many recent weeks (its states run on all).
 HW_FIT_WEEKS = 8
-#: A method whose back-test MSE is this many times the best one's gets no weight.
+#: A method whose back-test MSE at a lead time is this many times the best one's
+#: gets no weight there.
 WEIGHT_CUTOFF = 1.3
+#: Back-test MSEs are smoothed over this many steps a day either side of each lead.
+WEIGHT_SMOOTH_PER_DAY = 1 / 24
 #: Weights are proportional to the back-test MSE to this (negative) power.
 WEIGHT_POWER = 1.0
 
@@ -105,7 +112,8 @@ class Forecast:
     """Forecasts for steps 1..horizon after the series, with their error standard deviation.
 
     ``sd`` is calibrated so that ``mean ± z(level) * sd`` is the interval at the
-    level asked for. ``weights`` names the combined methods and their weights.
+    level asked for. ``step_weights`` gives each combined method's weight at each
+    step of the horizon (they sum to 1 at every step), ``weights`` their means.
     """
 
     method: str
@@ -113,6 +121,7 @@ class Forecast:
     sd: FloatArray
     fitted: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    step_weights: dict[str, FloatArray] = field(default_factory=dict)
 
 
 def _needs(method: str, day: int) -> int:
@@ -218,17 +227,33 @@ def _score(method: str, actual: FloatArray, paths: FloatArray) -> Backtest:
     )
 
 
-def _weights(scores: list[Backtest]) -> dict[str, float]:
-    """Inverse-MSE weights; methods over ``WEIGHT_CUTOFF`` times the best MSE get none."""
-    best = min(score.mse for score in scores)
-    if best <= 0.0:
-        winner = min(scores, key=lambda score: score.mse).method
-        return {winner: 1.0}
-    kept = {
-        s.method: (best / s.mse) ** WEIGHT_POWER for s in scores if s.mse <= WEIGHT_CUTOFF * best
-    }
-    total = sum(kept.values())
-    return {method: weight / total for method, weight in kept.items()}
+def _smooth_leads(values: FloatArray, width: int) -> FloatArray:
+    """Mean of ``values`` over ``width`` leads either side, truncated at the ends."""
+    width = min(width, (len(values) - 1) // 2)
+    if width <= 0:
+        return np.asarray(values, dtype=np.float64)
+    kernel = np.ones(2 * width + 1)
+    total = np.convolve(values, kernel, mode="same")
+    return np.asarray(total / np.convolve(np.ones_like(values), kernel, mode="same"))
+
+
+def _lead_weights(errors: dict[str, FloatArray], width: int) -> dict[str, FloatArray]:
+    """Per-lead inverse-MSE weights from back-test errors (origins, horizon) by method.
+
+    At each lead the MSE (smoothed over ``width`` leads either side) of every
+    method is compared with the best one's; those within ``WEIGHT_CUTOFF`` times
+    it get weights proportional to ``MSE ** -WEIGHT_POWER``, the others none.
+    Methods with no weight at any lead are left out.
+    """
+    names = list(errors)
+    mse = np.stack([_smooth_leads(np.mean(e**2, axis=0), width) for e in errors.values()])
+    best = mse.min(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # mse == 0 only where the best is 0 too: those exact methods share the lead.
+        ratio = np.where(mse > 0.0, best / mse, 1.0)
+    raw = np.where(mse <= WEIGHT_CUTOFF * best, ratio**WEIGHT_POWER, 0.0)
+    weights = raw / raw.sum(axis=0)
+    return {name: weights[i] for i, name in enumerate(names) if weights[i].any()}
 
 
 def _calibrated_sd(errors: FloatArray, level: float) -> FloatArray:
@@ -240,11 +265,7 @@ def _calibrated_sd(errors: FloatArray, level: float) -> FloatArray:
     ``± z(level)``.
     """
     rms = np.sqrt(np.mean(errors**2, axis=0))
-    width = min(max(1, errors.shape[1] // 12), (errors.shape[1] - 1) // 2)
-    kernel = np.ones(2 * width + 1)
-    smooth = np.convolve(rms, kernel, mode="same") / np.convolve(
-        np.ones_like(rms), kernel, mode="same"
-    )
+    smooth = _smooth_leads(rms, max(1, errors.shape[1] // 12))
     smooth = np.maximum.accumulate(np.maximum(smooth, 1e-12))
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     # Fewer back-test values than this make the empirical quantile unreliable.
@@ -322,11 +343,12 @@ def predict(
         [_score(m, actual, paths) for m, (paths, _, _) in results.items()] if len(origins) else []
     )
 
-    if len(origins):
-        weights = _weights(scores) if method == AUTO else {method: 1.0}
+    if len(origins) and method == AUTO:
+        errors = {m: actual - paths for m, (paths, _, _) in results.items()}
+        weights = _lead_weights(errors, round(WEIGHT_SMOOTH_PER_DAY * day))
     else:
-        weights = {candidates[0]: 1.0}
-    name = AUTO if method == AUTO and len(weights) > 1 else next(iter(weights))
+        weights = {candidates[0]: np.ones(horizon)}
+    name = AUTO if len(weights) > 1 else next(iter(weights))
     mean = sum((w * results[m][1] for m, w in weights.items()), np.zeros(horizon))
     used: Backtest | None = None
     if len(origins):
@@ -342,5 +364,6 @@ def predict(
         fitted["holidays"] = holiday_info
     if progress is not None:
         progress(1.0)
-    rounded = {m: round(w, 4) for m, w in weights.items()}
-    return Forecast(name, mean + future_offset, sd, fitted, rounded), used, scores
+    means = {m: round(float(np.mean(w)), 4) for m, w in weights.items()}
+    forecast = Forecast(name, mean + future_offset, sd, fitted, means, weights)
+    return forecast, used, scores

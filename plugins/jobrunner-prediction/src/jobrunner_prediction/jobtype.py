@@ -128,6 +128,7 @@ class Prediction(JobType):
             {
                 "method": name,
                 "weight": weight,
+                "weight_by_step": np.round(result.step_weights[name], 4).tolist(),
                 "backtest": backtest_json(by_method[name]) if name in by_method else None,
             }
             for name, weight in sorted(result.weights.items(), key=lambda item: -item[1])
