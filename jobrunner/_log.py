@@ -202,6 +202,33 @@ class BoundLogger:
 Logger = BoundLogger
 
 
+def _to_stdlib(
+    logger: Any, method_name: str, event_dict: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """structlog's last processor: the event as ``record.msg``, as :class:`BoundLogger` logs it."""
+    exc_info = _exc_info(event_dict.pop("exc_info", None))
+    fields = _Event(event_dict)
+    for key, value in _job_fields.get().items():
+        fields.setdefault(key, value)
+    if exc_info is not None:
+        fields["exc_info"] = exc_info
+    return (fields,), {"exc_info": exc_info, "extra": {"_logger": logger, "_name": method_name}}
+
+
+def as_structlog(logger: BoundLogger) -> Any:
+    """A structlog bound logger with ``logger``'s stdlib logger and context.
+
+    What job types get as ``ctx.log``: a genuine ``structlog.stdlib.BoundLogger``,
+    independent of structlog's global configuration, whose events become the
+    same stdlib records as :class:`BoundLogger`'s. structlog (and the asyncio
+    it imports) is loaded here, so only processes whose job types log pay for it.
+    """
+    import structlog
+
+    processors = [structlog.stdlib.filter_by_level, _to_stdlib]
+    return structlog.stdlib.BoundLogger(logger._logger, processors, dict(logger._context))
+
+
 def get_logger(name: str) -> BoundLogger:
     """Return the structured logger for module ``name`` (pass ``__name__``).
 

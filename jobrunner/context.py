@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from jobrunner._log import BoundLogger, as_structlog
 from jobrunner.job import Job
 
 __all__ = ["Context"]
@@ -24,9 +25,10 @@ class Context:
             several input URLs.
         params: the job's params, as an instance of the job type's ``Params``
             class when it has one, else the plain dict.
-        log: a logger bound to the job (id, type, attempt):
-            ``ctx.log.info("rows_read", rows=n)``; its records go through
-            stdlib :mod:`logging`, like those of ``logging.getLogger(...)``.
+        log: a structlog logger (``structlog.stdlib.BoundLogger``) bound to
+            the job (id, type, attempt): ``ctx.log.info("rows_read", rows=n)``;
+            its records go through stdlib :mod:`logging`, like those of
+            ``logging.getLogger(...)``. Made on first use.
         workdir: a scratch directory (created on first use), removed after the job.
         attempt: which attempt this is (1 for the first).
     """
@@ -34,12 +36,19 @@ class Context:
     job: Job
     input: Any
     params: Any
-    log: Any
+    _log: Any = attrs.field(alias="log")
     _progress: Callable[[float, str | None], None] = attrs.field(alias="progress_callback")
     _fetch: Callable[[str], Any] = attrs.field(alias="fetch_callback")
     _workdir_factory: Callable[[], Path] = attrs.field(alias="workdir_factory")
     attempt: int = 1
     _workdir: Path | None = attrs.field(default=None, init=False)
+
+    @property
+    def log(self) -> Any:
+        """The job's structlog logger (see the class docs), made on first use."""
+        if isinstance(self._log, BoundLogger):
+            self._log = as_structlog(self._log)
+        return self._log
 
     @property
     def workdir(self) -> Path:

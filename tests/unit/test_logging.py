@@ -248,3 +248,31 @@ def test_structlog_processor_formatter_renders_our_events() -> None:
         logger.setLevel(logging.NOTSET)
     [event] = _json_lines(stream)
     assert event == {"tube": "default", "event": "job_submitted", "job_id": "j1"}
+
+
+def test_ctx_log_is_a_structlog_logger_bound_to_the_job() -> None:
+    """A job type's ``ctx.log`` is a genuine structlog bound logger (the plugin contract),
+    made on first use, whose events reach the same JSON pipeline with the job's fields."""
+    from jobrunner.context import Context
+
+    stream = io.StringIO()
+    configure_logging("info", format="json", stream=stream)
+    bound = get_logger("jobrunner.job").bind(attempt=2)
+    ctx = Context(
+        job=None,
+        input=None,
+        params={},
+        log=bound,
+        progress_callback=lambda fraction, message: None,
+        fetch_callback=lambda url: None,
+        workdir_factory=lambda: None,
+    )
+    assert isinstance(ctx.log, structlog.stdlib.BoundLogger)
+    assert ctx.log is ctx.log  # made once
+    with job_context(job_id="j-7", job_type="echo"):
+        ctx.log.bind(rows=3).info("rows_read")
+        ctx.log.debug("not_shown")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["rows_read"]
+    assert lines[0]["job_id"] == "j-7" and lines[0]["job_type"] == "echo"
+    assert lines[0]["attempt"] == 2 and lines[0]["rows"] == 3 and lines[0]["level"] == "info"
