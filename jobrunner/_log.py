@@ -225,7 +225,7 @@ def as_structlog(logger: BoundLogger) -> Any:
     """
     import structlog
 
-    processors = [structlog.stdlib.filter_by_level, _to_stdlib]
+    processors: list[Any] = [structlog.stdlib.filter_by_level, _to_stdlib]
     return structlog.stdlib.BoundLogger(logger._logger, processors, dict(logger._context))
 
 
