@@ -83,11 +83,21 @@ def _write_settings() -> None:
             )
         )
     out = [".. list-table::", "   :header-rows: 1", "   :widths: 18 22 12 38 10", ""]
-    out += ["   * - flag / TOML key", "     - environment", "     - default", "     - meaning",
-            "     - commands"]
+    out += [
+        "   * - flag / TOML key",
+        "     - environment",
+        "     - default",
+        "     - meaning",
+        "     - commands",
+    ]
     for flag, env, default, meaning, where in rows:
-        out += [f"   * - {flag}", f"     - {env}", f"     - {default}", f"     - {meaning}",
-                f"     - {where}"]
+        out += [
+            f"   * - {flag}",
+            f"     - {env}",
+            f"     - {default}",
+            f"     - {meaning}",
+            f"     - {where}",
+        ]
     _write_if_changed(HERE / "reference" / "_settings.txt", "\n".join(out) + "\n")
 
 

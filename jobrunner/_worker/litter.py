@@ -24,7 +24,8 @@ log = get_logger(__name__)
 
 #: Seconds a temp file must be old before it counts as litter (no write takes that long).
 MIN_AGE = 60.0
-# The atomic writer's mkstemp names (".xxxxxxxx.tmp"), rsync's (".name.json.XXXXXX").
+# The atomic writer's temp names (".jr<pid>_<random>_<n>.tmp"; older releases' mkstemp
+# ".xxxxxxxx.tmp"), rsync's (".name.json.XXXXXX").
 _LITTER = re.compile(r"^\.(?:[A-Za-z0-9_]+\.tmp|.+\.[A-Za-z0-9]{6})\Z")
 
 
