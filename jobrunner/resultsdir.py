@@ -58,7 +58,7 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -305,12 +305,22 @@ class _TempNames:
 _temp_names = _TempNames()
 
 
-def _write_into(dir_fd: int, name: str, body: bytes, *, fsync: bool, shown: str) -> None:
+def _write_into(
+    dir_fd: int,
+    name: str,
+    body: bytes,
+    *,
+    fsync: bool,
+    shown: str,
+    placed: Callable[[], None] | None = None,
+) -> None:
     """Write ``body`` atomically as ``name`` in the open directory ``dir_fd``.
 
     A new temp file (exclusive, 0644) is written, fsync'd, renamed over
     ``name``, and the directory fsync'd (the fsyncs when ``fsync``). ``shown``
-    is the path for messages.
+    is the path for messages. ``placed`` is called once the document is in
+    place, before the directory's fsync: what it changes on disk goes into
+    the same journal commit instead of waiting for the next one.
 
     Raises:
         PathConflict: a directory stands at ``name``.
@@ -342,6 +352,8 @@ def _write_into(dir_fd: int, name: str, body: bytes, *, fsync: bool, shown: str)
         if isinstance(exc, IsADirectoryError):  # a directory appeared meanwhile
             raise PathConflict(errno.EISDIR, f"a directory stands at {shown}", shown) from None
         raise
+    if placed is not None:
+        placed()
     if fsync:
         os.fsync(dir_fd)
 
@@ -493,8 +505,18 @@ class ResultsDir:
         except _SymlinkOnTheWay:
             raise _unresolved(rel) from None
 
-    def write(self, rel: str, body: bytes, *, fsync: bool = True) -> bool:
+    def write(
+        self,
+        rel: str,
+        body: bytes,
+        *,
+        fsync: bool = True,
+        placed: Callable[[], None] | None = None,
+    ) -> bool:
         """Write ``body`` atomically at result path ``rel``; True when the file is new.
+
+        ``placed`` is called once the document is in place (renamed), before
+        the directory is fsync'd.
 
         Raises:
             UnsafePath: ``rel`` is not a result path, or a symlink on disk
@@ -505,14 +527,14 @@ class ResultsDir:
         segments = rel.split("/")
         check_result_segments(segments)
         try:
-            return self._write(segments, body, fsync)
+            return self._write(segments, body, fsync, placed)
         except _SymlinkOnTheWay:
             pass
         # A symlink on the way: resolve it, check that it stays inside, and
         # write along the real path, still following no symlink.
         real = self._real_segments(rel)
         try:
-            return self._write(real, body, fsync)
+            return self._write(real, body, fsync, placed)
         except _SymlinkOnTheWay:
             raise _unresolved(rel) from None
 
@@ -531,13 +553,19 @@ class ResultsDir:
             return None  # unreadable on the way: the write will say what is wrong
         return None
 
-    def _write(self, segments: Sequence[str], body: bytes, fsync: bool) -> bool:
+    def _write(
+        self,
+        segments: Sequence[str],
+        body: bytes,
+        fsync: bool,
+        placed: Callable[[], None] | None = None,
+    ) -> bool:
         dir_fd = self._open_parent(segments, create=True)
         assert dir_fd is not None
         try:
             created = self._is_new(dir_fd, segments)
             shown = os.path.join(self._root, *segments)
-            _write_into(dir_fd, segments[-1], body, fsync=fsync, shown=shown)
+            _write_into(dir_fd, segments[-1], body, fsync=fsync, shown=shown, placed=placed)
         finally:
             os.close(dir_fd)
         return created

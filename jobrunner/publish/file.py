@@ -72,8 +72,8 @@ class FilePublisher:
 
         Only final documents are fsync'd: a ``running`` document is still
         renamed into place atomically, but losing it in a power cut is harmless.
-        ``final`` documents get their final marker after the write, others
-        lose it before (see the module's docstring).
+        ``final`` documents get their final marker once in place (before the
+        directory's fsync), others lose it before (see the module's docstring).
 
         Raises:
             jobrunner.errors.ResultRefused: the URL is unsafe.
@@ -81,19 +81,11 @@ class FilePublisher:
             jobrunner.errors.PublishFailed: the write failed.
         """
         rel = relative_result_path(url, self.base_url)
-        try:
-            if self.final_markers and not final:
-                self.results.unmark_final(rel)
-            self.results.write(rel, body, fsync=self.fsync and final)
-        except UnsafePath as exc:
-            raise ResultRefused(f"result URL {url!r}: {exc}") from None
-        except PathConflict as exc:
-            raise _blocked(url, exc.strerror or str(exc)) from None
-        except OSError as exc:
-            raise PublishFailed(
-                f"writing {self.results.root / rel} failed: {exc.strerror or exc}"
-            ) from exc
-        if self.final_markers and final:
+
+        def mark_final() -> None:
+            # Once the document is in place, before its directory's fsync: the marker
+            # rides in the same journal commit instead of waiting for the next one
+            # (on ext4 that wait was a fifth of a small job's time).
             try:
                 self.results.mark_final(rel)
             except OSError as exc:  # the document is out; only its cache lifetime suffers
@@ -103,6 +95,20 @@ class FilePublisher:
                     error=exc.strerror or str(exc),
                     note="nginx serves this document as if it were running (max-age=1)",
                 )
+
+        try:
+            if self.final_markers and not final:
+                self.results.unmark_final(rel)
+            placed = mark_final if self.final_markers and final else None
+            self.results.write(rel, body, fsync=self.fsync and final, placed=placed)
+        except UnsafePath as exc:
+            raise ResultRefused(f"result URL {url!r}: {exc}") from None
+        except PathConflict as exc:
+            raise _blocked(url, exc.strerror or str(exc)) from None
+        except OSError as exc:
+            raise PublishFailed(
+                f"writing {self.results.root / rel} failed: {exc.strerror or exc}"
+            ) from exc
 
     def close(self) -> None:
         """Nothing to release."""
