@@ -189,9 +189,12 @@ class ChildHandle:
             return fallback
         return f"child process {self.proc.pid} died: {describe_exit(returncode)}"
 
-    def needs_recycling(self) -> str | None:
-        """Why the child should be replaced before its next job, or ``None``."""
-        if self.jobs_done >= self.config.max_jobs_per_child:
+    def needs_recycling(self, after: int = 0) -> str | None:
+        """Why the child should be replaced before its next job, or ``None``.
+
+        ``after``: jobs it still has to finish before that one (a job it publishes now).
+        """
+        if self.jobs_done + after >= self.config.max_jobs_per_child:
             return f"ran {self.jobs_done} jobs (--max-jobs-per-child)"
         limit = self.config.max_memory_per_child * 1024 * 1024
         if self.rss > limit:

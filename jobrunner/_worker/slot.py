@@ -109,8 +109,8 @@ class Child(Protocol):
         Raises ChildDied.
         """
 
-    def needs_recycling(self) -> str | None:
-        """Why it should be replaced before the next job, or None."""
+    def needs_recycling(self, after: int = 0) -> str | None:
+        """Why it should be replaced before the next job (``after`` more jobs), or None."""
 
     def kill(self) -> None:
         """Stop it now, and everything it started."""
@@ -136,6 +136,7 @@ class Taken:
     t0: float
     handed: float | None = None
     timeout: float = 0.0
+    sent: bool = False  # in the child's pipe, behind the job it runs now
 
     @property
     def reserved(self) -> Reserved:
@@ -390,13 +391,22 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self._clear_cancel(lease, job.id, bound)
 
     def _hand(self, taken: Taken) -> None:
-        """Give a taken job to the child (raises ChildDied)."""
+        """Give a taken job to the idle child (raises ChildDied)."""
+        self._send(taken)
+        self._job_started(taken)
+
+    def _send(self, taken: Taken) -> None:
+        """Put a taken job into the child's pipe (raises ChildDied)."""
         assert taken.job is not None
         job, lease = taken.job, taken.lease
         taken.timeout = min(job.timeout or self.config.max_timeout, self.config.max_timeout)
         taken.bound.debug("job_reserved", ttr=lease.ttr, timeout=taken.timeout, pid=self.child.pid)
         request = RunJob(job=job, attempt=lease.attempt, tube=lease.tube, beanstalk_id=lease.id)
         self.child.run(request)
+        taken.sent = True
+
+    def _job_started(self, taken: Taken) -> None:
+        """The child is on ``taken`` now: its time-out counts from here."""
         taken.handed = time.monotonic()
         self._running = taken
 
@@ -416,6 +426,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             ended = self._watch(taken)
         except ChildDied as exc:
             self.stop_job()
+            self._unsend_ahead()
             self.metrics.child_restarted("crash")
             return Crashed(str(exc)), None
         if isinstance(ended, Finished):
@@ -423,6 +434,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             if ended.error is None:
                 return Done(), ended
             return Failed(ended.error, ended.retry_delay), ended
+        self._unsend_ahead()  # the child was stopped: what was in its pipe never started
         if isinstance(ended, TimedOut):
             # Stop the child first, so it cannot publish over the failed document.
             self.stop_job()
@@ -430,16 +442,42 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             self.metrics.child_restarted("timeout")
         return ended, None
 
-    def _hand_ahead(self) -> None:
-        """The child is free: give it the job taken ahead, before this one's queue entry ends."""
+    def _can_take_ahead(self, ahead: Taken | None, after: int) -> bool:
+        return (
+            ahead is not None
+            and ahead.refusal is None
+            and not self.node.stopping.is_set()
+            and self.child.alive
+            and self.child.needs_recycling(after=after) is None
+        )
+
+    def _send_ahead(self) -> None:
+        """The child publishes: put the job taken ahead into its pipe, to start right after.
+
+        The child reads it as soon as it has reported the end of the job it
+        publishes, without waiting for the worker; ``max_jobs_per_child``
+        counts it (``after=1``), the memory limit is checked one job later.
+        """
         ahead = self._ahead
-        if (
-            ahead is None
-            or ahead.refusal is not None
-            or self.node.stopping.is_set()
-            or not self.child.alive
-            or self.child.needs_recycling() is not None
-        ):
+        if ahead is None or not self._can_take_ahead(ahead, after=1):
+            return
+        try:
+            self._send(ahead)
+        except ChildDied:
+            pass  # the running job's wait says how the child ended
+
+    def _unsend_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.sent = False
+
+    def _hand_ahead(self) -> None:
+        """The child is free: the job taken ahead starts (or is handed now), before this
+        one's queue entry ends."""
+        ahead = self._ahead
+        if ahead is not None and ahead.sent:
+            self._job_started(ahead)  # the child took it from its pipe already
+            return
+        if ahead is None or not self._can_take_ahead(ahead, after=0):
             return
         try:
             self._hand(ahead)
@@ -506,6 +544,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                 return finished
             if isinstance(finished, Publishing):
                 self._take_ahead()
+                self._send_ahead()
                 if self._ahead is not None:
                     touch_every = min(touch_every, _touch_every(self._ahead.lease.ttr))
                     next_touch = min(next_touch, time.monotonic() + touch_every)

@@ -21,12 +21,16 @@ from tests.support import Beanstalkd, job_body, put_raw
 BASE = "http://r.test/"
 IN = "http://in.test/x"
 
-#: What the fake child does with a job: a Finished, "hang", "die" or "lost".
+#: What the fake child does with a job: a Finished, "hang", "die", "publish-then-die" or "lost".
 Script = Callable[[RunJob], "Finished | str"]
 
 
 class FakeChild:
-    """A child that answers from a script, in this process; counts kills."""
+    """A child that answers from a script, in this process; counts kills.
+
+    Like a real child it takes jobs from a pipe in order: a job sent while
+    another one publishes runs after it.
+    """
 
     def __init__(self, script: Script, publishing: bool = False) -> None:
         self.script = script
@@ -35,7 +39,7 @@ class FakeChild:
         self.requests: list[RunJob] = []
         self.kills = 0
         self._alive = False
-        self._answer: Finished | str | None = None
+        self._pipe: list[Finished | str] = []  # answers of the jobs sent, in order
 
     @property
     def pid(self) -> int | None:
@@ -47,6 +51,7 @@ class FakeChild:
 
     def start(self) -> None:
         self._alive = True
+        self._pipe = []
 
     def run(self, request: RunJob) -> None:
         answer = self.script(request)
@@ -54,27 +59,33 @@ class FakeChild:
             self._alive = False
             raise ChildDied("pipe closed")
         self.requests.append(request)
-        self._answer = answer
-        self._said_publishing = False
+        self._pipe.append(answer)
 
     def wait(self, timeout: float) -> Finished | Publishing | None:
-        if self._answer == "die":
+        answer = self._pipe[0] if self._pipe else None
+        if answer == "publish-then-die" and self.publishing and not self._said_publishing:
+            self._said_publishing = True
+            return Publishing()
+        if answer in ("die", "publish-then-die"):
             self._alive = False
             raise ChildDied("child process 4242 died: signal SIGSEGV (11)")
-        if isinstance(self._answer, Finished):
-            if self.publishing and self._answer.error is None and not self._said_publishing:
+        if isinstance(answer, Finished):
+            if self.publishing and answer.error is None and not self._said_publishing:
                 self._said_publishing = True
                 return Publishing()
-            return self._answer
+            self._pipe.pop(0)
+            self._said_publishing = False
+            return answer
         time.sleep(min(timeout, 0.05))  # "hang"
         return None
 
-    def needs_recycling(self) -> str | None:
+    def needs_recycling(self, after: int = 0) -> str | None:
         return None
 
     def kill(self) -> None:
         self.kills += 1
         self._alive = False
+        self._pipe = []
 
     def stop(self) -> None:
         self._alive = False
@@ -320,3 +331,19 @@ def test_no_job_is_taken_ahead_of_a_failure_or_without_the_publishing_word(
     slot.step()
     assert [r.job.id for r in child.requests] == ["one"] and not slot.busy
     assert beanstalkd.tube_stats()["current-jobs-buried"] == 1
+
+
+def test_a_job_sent_ahead_survives_the_crash_of_the_job_before_it(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """A job put into the child's pipe while the child published, whose child then died,
+    never started: it goes to the fresh child and runs once, with its first attempt."""
+    answers = {"one": "publish-then-die", "two": Finished()}
+    slot, child = _slot(node, lambda request: answers[request.job.id], publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    _step_until_taken(slot, beanstalkd)
+    assert [r.job.id for r in child.requests] == ["one", "two", "two"]  # sent, then handed
+    assert [r.attempt for r in child.requests] == [1, 1, 1]
+    assert beanstalkd.tube_stats()["current-jobs-buried"] == 1  # "one": worker_crash
+    assert _counted(node, "done") == 1 and _counted(node, "worker_crash") == 1
