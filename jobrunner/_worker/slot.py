@@ -18,11 +18,11 @@ use a fake). For each job the slot:
 
 **Look-ahead.** When the child reports that a job's result is computed and
 its ``done`` document is being published (:class:`~jobrunner._worker.protocol.Publishing`),
-the slot reserves the next ready job without waiting and takes it (steps 1
-and 2), while the child writes. When the child then reports the end, the
-next job goes to the child at once, and the finished job's queue entry is
-ended while the child already works on the next one: the worker's own
-per-job work is off the child's path. Only a publication is waited out this
+the slot reserves the next ready job without waiting, takes it (steps 1
+and 2) and puts it into the child's pipe, while the child writes. The child
+starts it right after reporting the end of the last one, and the finished
+job's queue entry is ended while the child already works on the next one:
+the worker's own per-job work is off the child's path. Only a publication is waited out this
 way, never a computation, so a job never waits behind a long one; and at
 most one job per slot is held ahead (touched like the running one, given
 back at a stop).

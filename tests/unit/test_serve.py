@@ -535,7 +535,7 @@ def test_put_through_symlink_leading_out_is_refused(
 def test_put_write_failure_is_500(app: Any, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failing disk write is a 500 with a JSON error and a result_write_failed event."""
 
-    def full_disk(dir_fd: int, name: str, body: bytes, *, fsync: bool, shown: str) -> None:
+    def full_disk(dir_fd: int, name: str, body: bytes, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("jobrunner.resultsdir._write_into", full_disk)
