@@ -467,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         "--log-level", default="info", help="the workers' log level (default: info, as deployed)"
     )
     parser.add_argument(
+        "--peer-rounds", type=int, default=1, help="with --peers: bench/peers.py's --rounds"
+    )
+    parser.add_argument(
         "--peers",
         action="store_true",
         help="then run bench/peers.py (Huey, Dramatiq, Celery, RQ side by side; not for CI)",
@@ -573,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers:
         # The peers' own table, with jobrunner measured again in the same round.
         peers = [sys.executable, str(Path(__file__).with_name("peers.py"))]
-        return subprocess.call(peers + (["--quick"] if args.quick else []))
+        peers += ["--rounds", str(args.peer_rounds)] + (["--quick"] if args.quick else [])
+        return subprocess.call(peers)
     return 0
 
 
