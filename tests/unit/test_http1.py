@@ -63,7 +63,8 @@ def test_malformed_punycode_is_a_bad_host(host: str) -> None:
         ("http://example.org:8o/", "not a number"),
         ("http://[::1/", "IPv6"),
         ("http://[not-ip]/", "IPv6|not-ip"),
-        ("http://[::1]x/", "after the IPv6 address"),
+        # urllib.parse itself refuses it on some patched Pythons (Debian 12's 3.11.2).
+        ("http://[::1]x/", "after the IPv6 address|Invalid IPv6 URL"),
         ("http://[fe80::1%25eth0]/", "zone identifiers"),
         ("http://[fe80::1%\u00e4]/", "zone identifiers"),
         ("http://a]b/", r"IPv6|'\[' or '\]'"),
