@@ -53,6 +53,7 @@ from typing import Any
 
 import greenstalk
 
+from jobrunner._worker import tree
 from jobrunner.testing import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,26 +277,15 @@ def bench_raw(services: Services, n: int, concurrency: int) -> float:
 
 def process_tree_rss(pid: int) -> int:
     """RSS in bytes of a process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            pass
-        stack.extend(children.get(current, []))
-    return total
+    return sum(_rss(p) for p in [pid, *tree.descendants(pid)])
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
 
 
 class WorkerProc:
