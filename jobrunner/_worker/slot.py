@@ -213,6 +213,11 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         """Make sure the child runs, take one job (reserving briefly) and handle it."""
         taken = self._ahead
         if (taken is None or taken.handed is None) and not self._ensure_child():
+            if taken is not None:
+                # Taken ahead for a child that does not start: give it back at once
+                # (released, no delay) rather than hold it untouched.
+                taken.refusal = Interrupted("child_lost")
+                self._handle_taken(taken)
             return
         if taken is None:
             found = self._reserve()

@@ -40,6 +40,7 @@ class FakeChild:
         self.kills = 0
         self._alive = False
         self._pipe: list[Finished | str] = []  # answers of the jobs sent, in order
+        self.start_fails = False
 
     @property
     def pid(self) -> int | None:
@@ -50,6 +51,8 @@ class FakeChild:
         return self._alive
 
     def start(self) -> None:
+        if self.start_fails:
+            raise ChildDied("child did not start within 60 s")
         self._alive = True
         self._pipe = []
 
@@ -347,3 +350,26 @@ def test_a_job_sent_ahead_survives_the_crash_of_the_job_before_it(
     assert [r.attempt for r in child.requests] == [1, 1, 1]
     assert beanstalkd.tube_stats()["current-jobs-buried"] == 1  # "one": worker_crash
     assert _counted(node, "done") == 1 and _counted(node, "worker_crash") == 1
+
+
+def test_a_job_taken_ahead_is_given_back_when_the_next_child_does_not_start(
+    node: Worker, beanstalkd: Beanstalkd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job taken ahead whose child must be replaced and then fails to start is released
+    at once (ready for another worker), not held untouched while the slot retries."""
+    monkeypatch.setattr("jobrunner._worker.slot._CHILD_RESTART_DELAY", 0.01)
+    error = ErrorInfo(code="input_failed", message="HTTP 404", retryable=False)
+    answers = {"one": "publish-then-die", "two": Finished(error=error)}
+    slot, child = _slot(node, lambda request: answers[request.job.id], publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    child.start_fails = True
+    slot.step()  # "one" publishes, "two" is taken ahead, then the child dies
+    assert slot._ahead is not None and slot._ahead.handed is None
+    slot.step()  # no child: "two" goes back
+    assert slot._ahead is None
+    stats = beanstalkd.tube_stats()
+    assert stats["current-jobs-ready"] == 1 and stats.get("current-jobs-reserved", 0) == 0
+    assert [r.job.id for r in child.requests] == ["one", "two"]  # "two" sent, never started
+    assert _counted(node, "released") == 1
