@@ -102,6 +102,9 @@ class Poller:
         self._conns = [Connection(address) for address in config.beanstalk]
         self._http = httpx.Client(timeout=min(5.0, config.dashboard_interval), trust_env=False)
         self._lock = threading.Lock()
+        # One poll at a time: a kick polls from a request thread while the background
+        # thread polls, and a beanstalkd connection carries one exchange at a time.
+        self._poll_lock = threading.Lock()
         self._snapshot = _Snapshot()
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self._reasons: dict[tuple[str, int], str | None] = {}
@@ -135,7 +138,11 @@ class Poller:
     # -- one poll ------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Take one snapshot of the queue, the workers and the results."""
+        """Take one snapshot of the queue, the workers and the results (thread-safe)."""
+        with self._poll_lock:
+            self._poll()
+
+    def _poll(self) -> None:
         snapshot = _Snapshot(time=time.time())
         tubes_by_server: dict[str, list[str]] = {}
         for conn in self._conns:
