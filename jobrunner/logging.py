@@ -71,7 +71,9 @@ class _CurrentStderr:
 
 def _timestamp(created: float) -> str:
     """RFC 3339 UTC with microseconds and ``Z``, like structlog's ``TimeStamper(fmt="iso")``."""
-    return dt.datetime.fromtimestamp(created, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat ends in "+00:00" for UTC; it is a third of strftime's cost.
+    stamp = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="microseconds")
+    return stamp[:-6] + "Z"
 
 
 def _format_exception(exc_info: Any) -> str:

@@ -258,6 +258,11 @@ class Connection:
             return None  # while they hold a job; a producer-side reserve can see it
         return Reserved(id=job.id, body=job.body, server=self.address, generation=self.generation)
 
+    def take_next(self) -> Reserved | None:
+        """The job the last ``delete(..., reserve_next=True)`` reserved, or None; no round trip."""
+        ahead, self._next = self._next, None
+        return ahead if ahead is not None and self.holds(ahead) else None
+
     def holds(self, job: Reserved) -> bool:
         """True while the socket that reserved ``job`` is still the open one.
 

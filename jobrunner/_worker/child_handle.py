@@ -16,7 +16,9 @@ decides when children stop) and talk over two private pipes
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -85,6 +87,8 @@ class ChildHandle:
         self._lifeline: int | None = None  # the write end; closed, the child ends
         self._inbox: Connection | None = None  # child → worker
         self._outbox: Connection | None = None  # worker → child
+        # Kept for the child's life: Connection.poll builds a selector on every call.
+        self._readable: select.poll | None = None
 
     @property
     def pid(self) -> int | None:
@@ -120,6 +124,8 @@ class ChildHandle:
                 os.close(fd)
         self._outbox = Connection(to_child_w, readable=False)
         self._inbox = Connection(from_child_r, writable=False)
+        self._readable = select.poll()
+        self._readable.register(from_child_r, select.POLLIN)
         self.jobs_done = 0
         try:
             protocol.send(self._outbox, protocol.Start(self.config))
@@ -170,9 +176,10 @@ class ChildHandle:
             self._on_replicate(paths, final)
 
     def _receive(self, timeout: float) -> protocol.Message | None:
-        assert self._inbox is not None
+        assert self._inbox is not None and self._readable is not None
         try:
-            if not self._inbox.poll(max(0.0, timeout)):
+            # The pipe end is never read ahead of a frame, so readiness is exact.
+            if not self._readable.poll(math.ceil(max(0.0, timeout) * 1000)):
                 return None
             message = protocol.recv(self._inbox)
         except (EOFError, OSError):
@@ -262,6 +269,7 @@ class ChildHandle:
             if conn is not None:
                 conn.close()
         self._inbox = self._outbox = None
+        self._readable = None
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None

@@ -145,12 +145,14 @@ class JobExecutor:
         retry_delay: float | None = None,
     ) -> Finished:
         written, self._written = tuple(self._written), []
+        # The worker reads when the job started and its provenance only to build a
+        # failure document: a job that is done sends neither (less to pickle, per job).
         return Finished(
             replicate=written,
             error=error,
             retry_delay=retry_delay,
-            started=builder.started,
-            provenance=builder.provenance,
+            started=builder.started if error is not None else None,
+            provenance=builder.provenance if error is not None else None,
             fetch_s=timings.get("fetch_s"),
             run_s=timings.get("run_s"),
             rss=self._rss.bytes(),

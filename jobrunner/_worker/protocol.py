@@ -108,8 +108,9 @@ class Finished:
     Attributes:
         error: the failure, or None.
         retry_delay: the delay a job type asked for with ``Retry(delay=...)``.
-        started: when the child started the job (for the failure document).
-        provenance: what the child learned (plugin, versions, inputs' fingerprints).
+        started: when the child started the job (for the failure document; None when done).
+        provenance: what the child learned (plugin, versions, inputs' fingerprints), for
+            the failure document; None when done.
         fetch_s, run_s: seconds spent fetching inputs and in the job type.
         rss: the child's resident memory after the job, in bytes (recycling).
         replicate: final documents written, for the rsync peers (see :class:`Replicate`).

@@ -21,11 +21,14 @@ its ``done`` document is being published (:class:`~jobrunner._worker.protocol.Pu
 the slot reserves the next ready job without waiting, takes it (steps 1
 and 2) and puts it into the child's pipe, while the child writes. The child
 starts it right after reporting the end of the last one, and the finished
-job's queue entry is ended while the child already works on the next one:
-the worker's own per-job work is off the child's path. Only a publication is waited out this
-way, never a computation, so a job never waits behind a long one; and at
-most one job per slot is held ahead (touched like the running one, given
-back at a stop).
+job's queue entry is ended while the child already works on the next one: the
+worker's own per-job work is off the child's path. That ``delete`` waits for
+the next job's ``Publishing`` and goes in the same round trip as the reserve it
+causes, or goes alone after :data:`_DELETE_DEFER` seconds, so a stream of short
+jobs costs two beanstalkd round trips each, not three. Only a publication is
+waited out this way, never a computation, so a job never waits behind a long
+one; and at most one job per slot is held ahead (touched like the running one,
+given back at a stop).
 
 Killing a job (:meth:`Slot.stop_job`) kills the child's whole process tree.
 A client's cancellation (a marker on the job's server, see
@@ -78,6 +81,8 @@ _POLL = 0.25
 _CANCEL_CHECK = 1.0
 #: Seconds to wait before starting a child again after it failed to start.
 _CHILD_RESTART_DELAY = 2.0
+#: Longest a finished job's delete waits to share a round trip with the next reserve.
+_DELETE_DEFER = 0.01
 _EVENTS = {Action.DELETE: "job_deleted", Action.RELEASE: "job_released", Action.BURY: "job_buried"}
 
 
@@ -144,6 +149,19 @@ class Taken:
         return self.lease.reserved
 
 
+@attrs.define(eq=False)
+class _Ending:
+    """A job's decided end, not yet sent to beanstalkd: the lease, the decision, and
+    what the job's one log event says."""
+
+    lease: Lease
+    decision: Decision
+    job_type: str | None
+    finished: Finished | None
+    duration: float
+    bound: Any
+
+
 class Slot(threading.Thread):  # never name a method like a Thread internal (3.13 added _handle)
     """One job at a time: its own queue connections and its own child process."""
 
@@ -165,6 +183,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         self._turn = index  # spreads the slots' blocking reserves over the servers
         self._running: Taken | None = None  # the job in the child
         self._ahead: Taken | None = None  # taken while the child published the last one
+        self._deferred: _Ending | None = None  # a done job's delete, waiting for a reserve
+        self._deferred_until = 0.0
 
     @property
     def busy(self) -> bool:
@@ -204,6 +224,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             if self._ahead is not None:
                 self._handle_taken(self._ahead)
         finally:
+            self._conclude_deferred()
             self.child.stop()
             for conn in self.connections:
                 conn.close()
@@ -220,6 +241,7 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                 self._handle_taken(taken)
             return
         if taken is None:
+            self._conclude_deferred()
             found = self._reserve()
             if found is None:
                 return
@@ -364,8 +386,19 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
     def _take_ahead(self) -> None:
         """Reserve and take the next ready job, without waiting, while the child publishes."""
         if self._ahead is not None or self.node.stopping.is_set():
+            self._conclude_deferred()
             return
-        found = self._reserve(wait=0)
+        found: tuple[Reserved, Connection] | None = None
+        deferred = self._deferred
+        # The last job's delete and this reserve go in one round trip.
+        if deferred is not None and self._conclude_deferred(reserve_next=True):
+            conn = deferred.lease.conn
+            reserved = conn.take_next()
+            found = (reserved, conn) if reserved is not None else None
+            if found is None and len(self.connections) > 1:
+                found = self._reserve(wait=0)  # the other servers may have work
+        else:
+            found = self._reserve(wait=0)
         if found is not None:
             self._ahead = self._take_safely(*found)
 
@@ -544,6 +577,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         while True:
             now = time.monotonic()
             wake = min(next_touch, deadline, now + _POLL)
+            if self._deferred is not None:
+                wake = min(wake, self._deferred_until)
             finished = self.child.wait(wake - now)
             if isinstance(finished, Finished):
                 return finished
@@ -555,6 +590,8 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
                     next_touch = min(next_touch, time.monotonic() + touch_every)
                 continue
             now = time.monotonic()
+            if self._deferred is not None and now >= self._deferred_until:
+                self._conclude_deferred()  # no reserve came to share the round trip
             if now >= deadline:
                 return TimedOut(timeout)
             if node.aborting.is_set() or (node.stopping.is_set() and now >= node.stop_deadline):
@@ -636,7 +673,38 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
         t0: float,
         bound: Any,
     ) -> None:
-        """End the lease as decided; log the job's one event and count it."""
+        """End the lease as decided (a done job's delete maybe deferred); log and count it."""
+        ending = _Ending(lease, decision, job_type, finished, time.monotonic() - t0, bound)
+        self._conclude_deferred()
+        ahead, stopping = self._ahead, self.node.stopping.is_set()
+        if (
+            decision.action is Action.DELETE
+            and decision.code is None
+            and ahead is not None
+            and ahead.handed is not None
+            and not stopping
+        ):
+            # The child already runs the next job: this delete goes with the reserve
+            # that job's Publishing causes (see _take_ahead), or alone soon after.
+            self._deferred = ending
+            self._deferred_until = time.monotonic() + _DELETE_DEFER
+            return
+        # A delete also reserves this connection's next job (one round trip for both).
+        self._conclude(ending, reserve_next=ahead is None and not stopping)
+
+    def _conclude_deferred(self, *, reserve_next: bool = False) -> bool:
+        """Send the deferred delete, if any; True when one was sent and succeeded."""
+        ending, self._deferred = self._deferred, None
+        return ending is not None and self._conclude(ending, reserve_next=reserve_next)
+
+    def _conclude(self, ending: _Ending, *, reserve_next: bool) -> bool:
+        """End the lease; log the job's one event and count it. False when the lease was lost."""
+        lease, decision, finished, bound = (
+            ending.lease,
+            ending.decision,
+            ending.finished,
+            ending.bound,
+        )
         fields: dict[str, Any] = {}
         if decision.code:
             fields["code"] = decision.code
@@ -644,17 +712,17 @@ class Slot(threading.Thread):  # never name a method like a Thread internal (3.1
             fields["reason"] = decision.reason
         if decision.action is Action.RELEASE:
             fields["delay"] = decision.delay
-        # A delete also reserves this connection's next job (one round trip for both).
-        reserve_next = self._ahead is None and not self.node.stopping.is_set()
         if not lease.end(decision.action, decision.delay, reserve_next=reserve_next):
             bound.warning("job_ack_lost", action=decision.action.value, error=lease.error, **fields)
-            return
-        duration = time.monotonic() - t0
+            return False
         if finished is not None:
             fields.update(fetch_s=finished.fetch_s, run_s=finished.run_s)
         error = decision.failure or (finished.error if finished else None)
         if error is not None:
             fields["error"] = error.message
         level = bound.warning if decision.action is Action.BURY else bound.info
-        level(_EVENTS[decision.action], duration_s=round(duration, 4), **fields)
-        self.metrics.job_finished(job_type, decision.action.value, decision.code, duration)
+        level(_EVENTS[decision.action], duration_s=round(ending.duration, 4), **fields)
+        self.metrics.job_finished(
+            ending.job_type, decision.action.value, decision.code, ending.duration
+        )
+        return True

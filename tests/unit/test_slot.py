@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from jobrunner._worker.protocol import Finished, Publishing, RunJob
 from jobrunner._worker.slot import Slot
 from jobrunner.config import load_config
 from jobrunner.job import ErrorInfo
-from tests.support import Beanstalkd, job_body, put_raw
+from tests.support import Beanstalkd, job_body, put_raw, wait_for
 
 BASE = "http://r.test/"
 IN = "http://in.test/x"
@@ -278,21 +279,70 @@ def test_the_next_job_is_taken_while_the_child_publishes_and_handed_at_once(
 ) -> None:
     """When the child says it publishes, the slot takes the next ready job; at the first
     job's end that job goes to the child before the first one's queue entry is ended, and
-    it is held (reserved) meanwhile, never released."""
+    it is held (reserved) meanwhile, never released. The first job's delete waits for the
+    reserve the second one's publication causes, and both go in one round trip."""
     slot, child = _slot(node, lambda request: Finished(), publishing=True)
-    for name in ("one", "two"):
+    for name in ("one", "two", "three"):
         put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
     slot.child.start()
     slot.step()  # runs "one"; takes "two" ahead and hands it over at "one"'s end
     assert [r.job.id for r in child.requests] == ["one", "two"]
     stats = beanstalkd.tube_stats()
-    assert stats["current-jobs-reserved"] == 1 and stats.get("current-jobs-ready", 0) == 0
+    assert stats["current-jobs-reserved"] == 2 and stats.get("cmd-delete", 0) == 0
     assert slot.busy and slot.current is not None and slot.current["job_id"] == "two"
-    slot.step()  # watches "two" to its end
+    slot.step()  # "two" publishes: "one" is deleted and "three" reserved, in one exchange
     stats = beanstalkd.tube_stats()
-    assert stats.get("current-jobs-reserved", 0) == 0 and stats["cmd-delete"] == 2
-    assert [r.attempt for r in child.requests] == [1, 1]  # nothing given back and taken again
-    assert _counted(node, "done") == 2 and not slot.busy
+    assert stats["cmd-delete"] == 1 and stats["current-jobs-reserved"] == 2
+    assert [r.job.id for r in child.requests] == ["one", "two", "three"]
+    slot.step()  # watches "three" to its end: nothing ahead, deleted at once
+    stats = beanstalkd.tube_stats()
+    assert stats.get("current-jobs-reserved", 0) == 0 and stats["cmd-delete"] == 3
+    assert [r.attempt for r in child.requests] == [1, 1, 1]  # nothing given back, taken again
+    assert _counted(node, "done") == 3 and not slot.busy
+
+
+def test_a_deferred_delete_goes_alone_when_the_next_job_runs_long(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """A done job whose delete waits for the next job's publication is deleted within
+    _DELETE_DEFER anyway when that job computes for long (it never waits behind it)."""
+    answers: dict[str, Finished | str] = {"one": Finished(), "two": "hang"}
+    slot, _child = _slot(node, lambda request: answers[request.job.id], publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    slot.step()  # "one" done, "two" handed; "one"'s delete deferred
+    assert beanstalkd.tube_stats()["current-jobs-reserved"] == 2
+    stepping = threading.Thread(target=slot.step)  # watches "two", which hangs
+    stepping.start()
+    try:
+        wait_for(lambda: beanstalkd.tube_stats().get("cmd-delete") == 1, 5, what="the delete")
+        assert beanstalkd.tube_stats()["current-jobs-reserved"] == 1  # "two" still runs
+        assert _counted(node, "done") == 1
+    finally:
+        node.stop_deadline = time.monotonic()
+        node.stopping.set()
+        stepping.join(timeout=10)
+    assert beanstalkd.tube_stats()["current-jobs-ready"] == 1  # "two" given back at the stop
+
+
+def test_a_deferred_delete_is_sent_before_the_slot_ends(
+    node: Worker, beanstalkd: Beanstalkd
+) -> None:
+    """The worker stopping with a delete deferred still sends it: the done job never runs
+    again."""
+    slot, _child = _slot(node, lambda request: Finished(), publishing=True)
+    for name in ("one", "two"):
+        put_raw(beanstalkd.port, job_body("echo", BASE + f"{name}.json", IN, job_id=name))
+    slot.child.start()
+    slot.step()
+    assert slot._deferred is not None
+    node.stop_deadline = time.monotonic() + 30
+    node.stopping.set()
+    slot.run()  # "two" is in the child already: watched to its end, then the slot ends
+    stats = beanstalkd.tube_stats()
+    assert stats["cmd-delete"] == 2 and stats.get("current-jobs-reserved", 0) == 0
+    assert _counted(node, "done") == 2
 
 
 def test_a_job_taken_ahead_is_given_back_when_the_worker_stops(
