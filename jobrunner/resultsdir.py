@@ -456,31 +456,62 @@ class ResultsDir:
     def mark_final(self, rel: str) -> None:
         """Create the empty final marker of ``rel`` (after its final document is in place).
 
-        One open and close when the marker's directory exists already; a
-        symlink standing at the marker's place is not followed (an error).
+        The marker's directories are opened one by one below the root, as a
+        document's are: a symlink anywhere on the marker's path (under
+        ``.final`` or at the marker's place) is never followed — an error.
 
         Raises:
-            OSError: the marker cannot be created.
+            OSError: the marker cannot be created (``ELOOP``: a symlink is in the way).
         """
-        path = self.marker(rel)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        segments = self._marker_segments(rel)
+        dir_fd = self._open_marker_parent(rel, segments, create=True)
+        assert dir_fd is not None
         try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, 0o644)
-        os.close(fd)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(segments[-1], flags, 0o644, dir_fd=dir_fd))
+        finally:
+            os.close(dir_fd)
 
     def unmark_final(self, rel: str) -> None:
         """Remove the final marker of ``rel`` (before a ``running`` document replaces it).
 
+        Follows no symlink on the marker's path (a symlink at the marker's
+        place is removed itself, not what it points to).
+
         Raises:
-            OSError: the marker exists and cannot be removed.
+            OSError: the marker exists and cannot be removed, or a symlink stands
+                where one of its directories should be (``ELOOP``).
         """
+        segments = self._marker_segments(rel)
         try:
-            os.unlink(self.marker(rel))
+            dir_fd = self._open_marker_parent(rel, segments, create=False)
+        except (PathConflict, FileNotFoundError):
+            return  # no marker directory there: no marker a server could take
+        if dir_fd is None:
+            return
+        try:
+            os.unlink(segments[-1], dir_fd=dir_fd)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass  # no marker file there: nothing that a server could take for one
+        finally:
+            os.close(dir_fd)
+
+    def _marker_segments(self, rel: str) -> list[str]:
+        segments = rel.split("/")
+        check_result_segments(segments)
+        return [FINAL_MARKERS, *segments]
+
+    def _open_marker_parent(self, rel: str, segments: list[str], *, create: bool) -> int | None:
+        try:
+            return self._open_parent(segments, create=create)
+        except _SymlinkOnTheWay:
+            shown = self.marker(rel)
+            raise OSError(
+                errno.ELOOP,
+                f"a symlink stands on the final marker's path {shown}; markers never "
+                "follow one: remove it",
+                shown,
+            ) from None
 
     def check(self, rel: str) -> str | None:
         """Check result path ``rel`` before a write: what on disk is in the way, or None.

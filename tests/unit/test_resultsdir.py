@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.config import load_config
-from jobrunner.errors import ConfigError, ResultBlocked, ResultRefused
+from jobrunner.errors import ConfigError, PublishFailed, ResultBlocked, ResultRefused
 from jobrunner.publish.file import FilePublisher
 from jobrunner.resultsdir import (
     PathConflict,
@@ -270,6 +270,38 @@ def test_a_blocked_marker_never_fails_the_publication(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "r.json").read_bytes() == b'{"status":"running"}'
     failed = [e for e in events if e["event"] == "final_marker_failed"]
     assert len(failed) == 1 and failed[0]["path"] == "a/r.json"
+
+
+@pytest.mark.parametrize("where", [".final", ".final/a"])
+def test_final_markers_never_follow_a_symlink(tmp_path: Path, where: str) -> None:
+    """A symlink under .final (or .final itself) leading out of the directory: a final
+    document is still published, but no marker is created through the link, and a
+    running document's unmark deletes nothing through it (its publication fails)."""
+    root, outside = tmp_path / "results", tmp_path / "outside"
+    root.mkdir()
+    (outside / "a").mkdir(parents=True)
+    (outside / "a" / "r.json").write_text("not ours")
+    (outside / "r.json").write_text("not ours")
+    link = root / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside if where == ".final" else outside / "a")
+    config = load_config(env={}, flags={"results_dir": str(root), "base_url": BASE})
+    publisher = FilePublisher(config)
+    with capture_events() as events:
+        publisher.publish(BASE + "a/new.json", b'{"status":"done"}')
+    assert (root / "a" / "new.json").read_bytes() == b'{"status":"done"}'
+    assert sorted(p.name for p in outside.rglob("*")) == ["a", "r.json", "r.json"]
+    failed = [e for e in events if e["event"] == "final_marker_failed"]
+    assert len(failed) == 1 and "symlink" in failed[0]["error"]
+    with pytest.raises(PublishFailed, match="symlink"):
+        publisher.publish(BASE + "a/r.json", b'{"status":"running"}', final=False)
+    assert (outside / "a" / "r.json").read_text() == "not ours"
+    results = ResultsDir(root)
+    with pytest.raises(OSError, match="symlink"):
+        results.mark_final("a/r.json")
+    with pytest.raises(OSError, match="symlink"):
+        results.unmark_final("a/r.json")
+    assert (outside / "a" / "r.json").read_text() == "not ours"
 
 
 # -- the write path: no symlink followed out, at the moment of writing -----------------------
