@@ -11,7 +11,7 @@ from starlette.responses import Response
 from jobrunner.codec import decode_result
 from jobrunner.resultsdir import PathConflict, ResultsDir, UnsafePath, check_result_segments
 from jobrunner.serve._files import maybe_thread, segments_of
-from jobrunner.serve._http import Refused, etag_of, respond
+from jobrunner.serve._http import Headers, Refused, etag_of, respond
 from jobrunner.serve._logs import log
 
 __all__ = ["put"]
@@ -55,6 +55,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _conflict(request: Request, rel: str, blocker: str, headers: Headers = ()) -> Refused:
+    """409 for a path that can never be written; the log says what is in the way."""
+    log.warning("put_refused", path=rel, client=_peer(request), status=409, error=blocker)
+    # The message names no server path: only what the client sent.
+    return Refused(
+        409,
+        f"{rel} cannot be written: a directory stands at its place, "
+        "or a file where one of its directories must be",
+        headers,
+    )
+
+
 async def put(
     request: Request, results: ResultsDir, token: bytes, max_bytes: int, body_timeout: float
 ) -> Response:
@@ -70,9 +82,13 @@ async def put(
         rel = check_result_segments(segments_of(request))
         if not rel.endswith(".json"):
             raise UnsafePath(f"a result path must end in .json, got {rel!r}")
-        results.target(rel)  # refuse a symlink escape before reading the body
+        # Before reading the body: a symlink leading out (400), or a path that can
+        # never be written (409). The write checks again as it writes.
+        blocker = results.check(rel)
     except UnsafePath as exc:
         raise Refused(400, str(exc), [_CLOSE]) from None
+    if blocker is not None:
+        raise _conflict(request, rel, blocker, [_CLOSE])
     length = request.headers.get("content-length")
     if length is not None and not length.isdigit():
         raise Refused(400, "invalid Content-Length", [_CLOSE])
@@ -93,13 +109,7 @@ async def put(
     except UnsafePath as exc:  # a symlink appeared meanwhile
         raise Refused(400, str(exc)) from None
     except PathConflict as exc:
-        log.warning("put_refused", path=rel, client=_peer(request), status=409, error=exc.strerror)
-        # The message names no server path: only what the client sent.
-        raise Refused(
-            409,
-            f"{rel} cannot be written: a directory stands at its place, "
-            "or a file where one of its directories must be",
-        ) from None
+        raise _conflict(request, rel, exc.strerror or str(exc)) from None
     except OSError as exc:
         log.error("result_write_failed", path=rel, error=exc.strerror or str(exc))
         raise Refused(500, f"writing the result failed: {exc.strerror or exc}") from None

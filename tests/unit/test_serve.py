@@ -449,19 +449,19 @@ def test_put_oversize_by_content_length(app: Any, results: Path) -> None:
     assert not (results / "big.json").exists()
 
 
+async def _chunks(count: int, size: int, pulled: list[int]) -> AsyncIterator[bytes]:
+    """A streamed body of ``count`` chunks; ``pulled`` gets one entry per chunk read."""
+    for index in range(count):
+        pulled.append(index)
+        yield b" " * size
+
+
 def test_put_oversize_streamed_stops_reading(app: Any, results: Path) -> None:
     """A chunked body is refused with 413 as soon as it passes the limit, unread beyond."""
-    pulled = 0
-
-    async def chunks() -> AsyncIterator[bytes]:
-        nonlocal pulled
-        for _ in range(10_000):
-            pulled += 1
-            yield b" " * 1024
-
-    r = request(app, "PUT", "/big.json", content=chunks(), headers=auth())
+    pulled: list[int] = []
+    r = request(app, "PUT", "/big.json", content=_chunks(10_000, 1024, pulled), headers=auth())
     assert r.status_code == 413
-    assert pulled <= 4096 // 1024 + 2
+    assert len(pulled) <= 4096 // 1024 + 2
     assert not (results / "big.json").exists()
 
 
@@ -530,6 +530,25 @@ def test_put_through_symlink_leading_out_is_refused(
     r = request(app, "PUT", "/out/new.json", content=BODY, headers=auth())
     assert r.status_code == 400
     assert not (tmp_path / "outside" / "new.json").exists()
+
+
+@pytest.mark.parametrize("blocked", ["dir.json", "file.json/r.json"])
+def test_put_that_can_never_be_written_is_409_before_its_body(
+    app: Any, results: Path, blocked: str
+) -> None:
+    """A directory at the document's place, or a file where one of its directories must
+    be: 409 at once, the streamed body left unread, the answer naming no server path."""
+    (results / "dir.json").mkdir()
+    (results / "file.json").write_text("{}")
+    pulled: list[int] = []
+    with capture_events() as logs:
+        r = request(app, "PUT", "/" + blocked, content=_chunks(100, 16, pulled), headers=auth())
+    assert r.status_code == 409
+    assert not pulled
+    assert blocked in r.json()["error"] and str(results) not in r.json()["error"]
+    assert r.headers["connection"] == "close"
+    refused = [e for e in logs if e["event"] == "put_refused"]
+    assert refused and refused[0]["status"] == 409 and str(results) in refused[0]["error"]
 
 
 def test_put_write_failure_is_500(app: Any, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
