@@ -156,6 +156,45 @@ def test_plain_stdlib_configuration_shows_readable_events() -> None:
     assert stream.getvalue() == "INFO jobrunner.client job_submitted job_id='j1' tube='default'\n"
 
 
+def test_records_name_the_code_that_logged() -> None:
+    """Every level method, exception() and log() make records naming the caller's file,
+    line and function (what %(pathname)s, %(lineno)d and %(funcName)s show), and level."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("jobrunner.test.caller")
+    keep, logger.level = Keep(), logging.DEBUG
+    logger.addHandler(keep)
+    log = get_logger("jobrunner.test.caller").bind(slot=1)
+
+    def caller() -> list[int]:
+        lines = [sys._getframe().f_lineno + 1]
+        log.info("one")
+        lines.append(sys._getframe().f_lineno + 1)
+        log.log(logging.WARNING, "two")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            lines.append(sys._getframe().f_lineno + 1)
+            log.exception("three")
+        return lines
+
+    try:
+        lines = caller()
+    finally:
+        logger.removeHandler(keep)
+        logger.level = logging.NOTSET
+    assert [(r.funcName, r.lineno, r.pathname) for r in records] == [
+        ("caller", line, __file__) for line in lines
+    ]
+    assert [r.levelno for r in records] == [logging.INFO, logging.WARNING, logging.ERROR]
+    assert records[2].exc_info is not None and records[2].exc_info[0] is ValueError
+    assert [r.msg["event"] for r in records] == ["one", "two", "three"]  # type: ignore[index]
+
+
 def test_unknown_format_is_refused() -> None:
     """A misspelt --log-format is an error, not a silent default."""
     with pytest.raises(ValueError, match="log format"):
