@@ -83,6 +83,36 @@ def test_sigterm_lets_running_jobs_finish_within_grace(bsd: Beanstalkd, lab: Lab
     assert bsd.tube_stats()["current-jobs-ready"] == 1
 
 
+@pytest.mark.slow
+def test_sigterm_mid_stream_deletes_every_finished_job_exactly_once(
+    bsd: Beanstalkd, lab: Lab
+) -> None:
+    """A stream of short jobs (a finished job's delete waits to go with the next job's
+    reserve) stopped by SIGTERM: every job that ran is deleted once and logged once, none
+    is left reserved or comes back; a second worker runs exactly the rest."""
+    names = [f"s{i}" for i in range(300)]
+    for name in names:
+        put_raw(bsd.port, lab.body("count_runs", name))
+    worker = lab.worker(bsd.address, concurrency=2)
+    wait_for(lambda: len(lab.runs("end")) >= 60, 60, what="60 jobs run")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    ran = [row[0] for row in lab.runs("end")]
+    assert len(ran) == len(set(ran)) and len(ran) < len(names)
+    stats = bsd.tube_stats()
+    assert stats.get("current-jobs-reserved", 0) == 0
+    assert stats["current-jobs-ready"] == len(names) - len(ran)
+    deleted = [e["job_id"] for e in worker.find("job_deleted")]
+    assert sorted(deleted) == sorted(ran)
+    assert not worker.find("job_ack_lost")
+    second = lab.worker(bsd.address, concurrency=2)
+    try:
+        wait_for(lambda: _drained(bsd), 60, what="the rest run")
+    finally:
+        assert second.stop() == 0
+    assert sorted(row[0] for row in lab.runs("end")) == sorted(names)  # each exactly once
+
+
 def read_status(lab: Lab, name: str) -> str | None:
     doc = wait_for_status(lab.result(name), ("done", "failed"), timeout=5)
     return str(doc["status"])
